@@ -1,0 +1,220 @@
+//! Configuration of every function, read from environment variables in this one place.
+//!
+//! AWS SDK settings (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials) are read by the SDK itself
+//! and are not repeated here.
+
+use std::time::Duration;
+use thiserror::Error;
+
+/// A missing or unusable environment variable.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name} has an invalid value {value:?}: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// The environment variables each function reads, so that tests can hold `template.yaml`
+/// and the code together.
+pub mod vars {
+    pub const COMMAND: &[&str] = &[
+        "DB_HOST",
+        "DB_PORT",
+        "DB_NAME",
+        "DB_USER",
+        "DB_PASSWORD",
+        "DB_SECRET_ARN",
+        "DB_SSLMODE",
+        "DB_CA_FILE",
+        "DB_POOL_SIZE",
+        "DB_CONNECT_TIMEOUT_MS",
+        "DB_STATEMENT_TIMEOUT_MS",
+        "ORDER_EVENTS_TOPIC_ARN",
+        "PUBLISH_TIMEOUT_MS",
+        "LOG_LEVEL",
+    ];
+    pub const UPDATER: &[&str] = &[
+        "ORDERS_TABLE",
+        "RECEIPTS_BUCKET",
+        "PROJECTION_CONCURRENCY",
+        "LOG_LEVEL",
+    ];
+    pub const QUERY: &[&str] = &["ORDERS_TABLE", "LOG_LEVEL"];
+}
+
+fn optional(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn required(name: &'static str) -> Result<String, ConfigError> {
+    optional(name).ok_or(ConfigError::Missing(name))
+}
+
+fn parsed<T>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    match optional(name) {
+        None => Ok(default),
+        Some(value) => value.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+            name,
+            value,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+fn millis(name: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
+    parsed(name, default_ms).map(Duration::from_millis)
+}
+
+/// How the connection to PostgreSQL is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plain TCP (local development only).
+    Disable,
+    /// TLS with the server certificate verified against the trusted roots and host name.
+    VerifyFull,
+}
+
+impl std::str::FromStr for SslMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "disable" => Ok(Self::Disable),
+            "verify-full" => Ok(Self::VerifyFull),
+            other => Err(format!("expected disable or verify-full, got {other}")),
+        }
+    }
+}
+
+/// Where the database password comes from.
+#[derive(Clone)]
+pub enum DbPassword {
+    /// Given directly (local development).
+    Plain(String),
+    /// A Secrets Manager secret (ARN or name) whose JSON holds `password` (and may hold
+    /// `username`, `host`, `port`, `dbname`, as RDS-managed secrets do).
+    Secret(String),
+}
+
+impl std::fmt::Debug for DbPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Plain(_) => f.write_str("Plain(***)"),
+            Self::Secret(arn) => f.debug_tuple("Secret").field(arn).finish(),
+        }
+    }
+}
+
+/// PostgreSQL connection settings.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+    pub password: DbPassword,
+    pub sslmode: SslMode,
+    /// PEM bundle of extra trusted roots (for example the RDS CA bundle); the public web
+    /// roots are trusted otherwise, which covers RDS Proxy's certificates.
+    pub ca_file: Option<String>,
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+    pub statement_timeout: Duration,
+}
+
+impl DbConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let password = match (optional("DB_SECRET_ARN"), optional("DB_PASSWORD")) {
+            (Some(arn), _) => DbPassword::Secret(arn),
+            (None, Some(pw)) => DbPassword::Plain(pw),
+            (None, None) => return Err(ConfigError::Missing("DB_PASSWORD or DB_SECRET_ARN")),
+        };
+        Ok(Self {
+            host: required("DB_HOST")?,
+            port: parsed("DB_PORT", 5432)?,
+            dbname: optional("DB_NAME").unwrap_or_else(|| "orders".into()),
+            user: optional("DB_USER").unwrap_or_else(|| "orders".into()),
+            password,
+            sslmode: parsed("DB_SSLMODE", SslMode::VerifyFull)?,
+            ca_file: optional("DB_CA_FILE"),
+            pool_size: parsed("DB_POOL_SIZE", 2)?,
+            connect_timeout: millis("DB_CONNECT_TIMEOUT_MS", 3000)?,
+            statement_timeout: millis("DB_STATEMENT_TIMEOUT_MS", 5000)?,
+        })
+    }
+}
+
+/// Settings of the command function (`POST /orders`).
+#[derive(Debug, Clone)]
+pub struct CommandConfig {
+    pub db: DbConfig,
+    pub topic_arn: String,
+    pub publish_timeout: Duration,
+}
+
+impl CommandConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            db: DbConfig::from_env()?,
+            topic_arn: required("ORDER_EVENTS_TOPIC_ARN")?,
+            publish_timeout: millis("PUBLISH_TIMEOUT_MS", 2000)?,
+        })
+    }
+}
+
+/// Settings of the updater function (SQS -> DynamoDB + S3).
+#[derive(Debug, Clone)]
+pub struct UpdaterConfig {
+    pub table: String,
+    pub bucket: String,
+    /// How many records of one batch are projected at the same time.
+    pub concurrency: usize,
+}
+
+impl UpdaterConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let concurrency = parsed("PROJECTION_CONCURRENCY", 8usize)?;
+        if concurrency == 0 {
+            return Err(ConfigError::Invalid {
+                name: "PROJECTION_CONCURRENCY",
+                value: "0".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(Self {
+            table: required("ORDERS_TABLE")?,
+            bucket: required("RECEIPTS_BUCKET")?,
+            concurrency,
+        })
+    }
+}
+
+/// Settings of the query function (`GET /orders/{id}`).
+#[derive(Debug, Clone)]
+pub struct QueryConfig {
+    pub table: String,
+}
+
+impl QueryConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: required("ORDERS_TABLE")?,
+        })
+    }
+}
+
+/// The log filter: `LOG_LEVEL`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else `info`.
+pub fn log_level() -> String {
+    optional("LOG_LEVEL")
+        .or_else(|| optional("AWS_LAMBDA_LOG_LEVEL"))
+        .unwrap_or_else(|| "info".into())
+        .to_ascii_lowercase()
+}

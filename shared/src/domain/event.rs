@@ -1,0 +1,218 @@
+//! Domain events: what the write side publishes and the read side projects.
+//!
+//! Every event carries the full order snapshot at its version, so the projection never needs
+//! earlier events: a lost or reordered intermediate event cannot leave a wrong final state.
+
+use super::order::{Order, OrderId};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The envelope schema version this code writes and the newest it can read.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The kinds of order events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventType {
+    OrderCreated,
+}
+
+impl EventType {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::OrderCreated => "OrderCreated",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "OrderCreated" => Some(Self::OrderCreated),
+            _ => None,
+        }
+    }
+}
+
+/// One change to one order, with the order as it stands after the change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderEvent {
+    pub event_id: Uuid,
+    pub event_type: EventType,
+    pub schema_version: u32,
+    pub order_id: OrderId,
+    /// The order's version after this event.
+    pub order_version: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    pub order: Order,
+}
+
+impl OrderEvent {
+    /// The event that records a newly placed order.
+    pub fn created(order: &Order, correlation_id: Option<String>) -> Self {
+        Self {
+            event_id: Uuid::now_v7(),
+            event_type: EventType::OrderCreated,
+            schema_version: SCHEMA_VERSION,
+            order_id: order.id,
+            order_version: order.version,
+            occurred_at: order.updated_at,
+            correlation_id,
+            order: order.clone(),
+        }
+    }
+}
+
+/// Why a queue message is not an event this code can project.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventDecodeError {
+    #[error("message body is not JSON: {0}")]
+    NotJson(String),
+    #[error("message is not an order event: {0}")]
+    NotAnEvent(String),
+    #[error("unknown event type {0:?}")]
+    UnknownEventType(String),
+    #[error("event schema version {0} is newer than the supported version {SCHEMA_VERSION}")]
+    UnsupportedSchemaVersion(u64),
+    #[error("event is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+/// Reads an event from an SQS message body: either an SNS notification envelope (the default
+/// subscription) or the bare event (raw message delivery).
+pub fn decode_message(body: &str) -> Result<OrderEvent, EventDecodeError> {
+    let value: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| EventDecodeError::NotJson(e.to_string()))?;
+    let value = match unwrap_sns_envelope(&value) {
+        Some(inner) => serde_json::from_str(inner)
+            .map_err(|e| EventDecodeError::NotJson(format!("SNS Message: {e}")))?,
+        None => value,
+    };
+    decode_event(value)
+}
+
+fn unwrap_sns_envelope(value: &serde_json::Value) -> Option<&str> {
+    if value.get("Type")?.as_str()? == "Notification" {
+        value.get("Message")?.as_str()
+    } else {
+        None
+    }
+}
+
+fn decode_event(value: serde_json::Value) -> Result<OrderEvent, EventDecodeError> {
+    let obj = value
+        .as_object()
+        .ok_or_else(|| EventDecodeError::NotAnEvent("expected a JSON object".into()))?;
+    let event_type = obj
+        .get("eventType")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| EventDecodeError::NotAnEvent("missing string field eventType".into()))?;
+    if EventType::parse(event_type).is_none() {
+        return Err(EventDecodeError::UnknownEventType(event_type.to_string()));
+    }
+    let schema_version = obj
+        .get("schemaVersion")
+        .and_then(|v| v.as_u64())
+        .ok_or_else(|| EventDecodeError::NotAnEvent("missing numeric field schemaVersion".into()))?;
+    if schema_version > u64::from(SCHEMA_VERSION) {
+        return Err(EventDecodeError::UnsupportedSchemaVersion(schema_version));
+    }
+    let event: OrderEvent =
+        serde_json::from_value(value).map_err(|e| EventDecodeError::NotAnEvent(e.to_string()))?;
+    if event.order_id != event.order.id || event.order_version != event.order.version {
+        return Err(EventDecodeError::Inconsistent(format!(
+            "envelope names order {} version {} but carries order {} version {}",
+            event.order_id, event.order_version, event.order.id, event.order.version
+        )));
+    }
+    if event.order_version < 1 {
+        return Err(EventDecodeError::Inconsistent(
+            "order version must be at least 1".into(),
+        ));
+    }
+    Ok(event)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::domain::validation::decode_request;
+
+    pub(crate) fn sample_event() -> OrderEvent {
+        let body = br#"{"customer":{"id":"c-1","name":"Ada","email":"ada@example.com"},
+            "currency":"EUR","lines":[{"sku":"S","name":"N","quantity":3,"unitPrice":250}]}"#;
+        let order = decode_request(body).unwrap().validate().unwrap();
+        OrderEvent::created(&order, Some("corr-1".into()))
+    }
+
+    #[test]
+    fn created_event_mirrors_the_order() {
+        let event = sample_event();
+        assert_eq!(event.event_type, EventType::OrderCreated);
+        assert_eq!(event.order_id, event.order.id);
+        assert_eq!(event.order_version, 1);
+        assert_eq!(event.schema_version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn decodes_raw_and_sns_wrapped_messages() {
+        let event = sample_event();
+        let raw = serde_json::to_string(&event).unwrap();
+        assert_eq!(decode_message(&raw).unwrap(), event);
+        let wrapped = serde_json::json!({
+            "Type": "Notification",
+            "MessageId": "5b0a8c1e-0000-4000-8000-000000000000",
+            "TopicArn": "arn:aws:sns:us-east-1:123456789012:order-events",
+            "Message": raw,
+            "Timestamp": "2026-11-22T10:00:00.000Z",
+        });
+        assert_eq!(decode_message(&wrapped.to_string()).unwrap(), event);
+    }
+
+    #[test]
+    fn reports_each_kind_of_bad_message() {
+        assert!(matches!(
+            decode_message("not json"),
+            Err(EventDecodeError::NotJson(_))
+        ));
+        assert!(matches!(
+            decode_message(r#"{"hello":"world"}"#),
+            Err(EventDecodeError::NotAnEvent(_))
+        ));
+        assert!(matches!(
+            decode_message("[1]"),
+            Err(EventDecodeError::NotAnEvent(_))
+        ));
+        let mut value = serde_json::to_value(sample_event()).unwrap();
+        value["eventType"] = "OrderTeleported".into();
+        assert_eq!(
+            decode_message(&value.to_string()),
+            Err(EventDecodeError::UnknownEventType("OrderTeleported".into()))
+        );
+        let mut value = serde_json::to_value(sample_event()).unwrap();
+        value["schemaVersion"] = 2.into();
+        assert_eq!(
+            decode_message(&value.to_string()),
+            Err(EventDecodeError::UnsupportedSchemaVersion(2))
+        );
+        let mut value = serde_json::to_value(sample_event()).unwrap();
+        value["orderVersion"] = 7.into();
+        assert!(matches!(
+            decode_message(&value.to_string()),
+            Err(EventDecodeError::Inconsistent(_))
+        ));
+        let mut value = serde_json::to_value(sample_event()).unwrap();
+        value["order"]["total"] = "lots".into();
+        assert!(matches!(
+            decode_message(&value.to_string()),
+            Err(EventDecodeError::NotAnEvent(_))
+        ));
+        let wrapped = serde_json::json!({"Type": "Notification", "Message": "{oops"});
+        assert!(matches!(
+            decode_message(&wrapped.to_string()),
+            Err(EventDecodeError::NotJson(_))
+        ));
+    }
+}

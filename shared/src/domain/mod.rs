@@ -1,0 +1,7 @@
+//! The pure core: no I/O, no clients, only data and rules.
+
+pub mod event;
+pub mod order;
+pub mod receipt;
+pub mod validation;
+pub mod view;

@@ -1,0 +1,181 @@
+//! The order aggregate as stored in PostgreSQL and carried, whole, in every event.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// An order's identifier: a UUID (version 7, so ids sort by creation time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OrderId(Uuid);
+
+impl OrderId {
+    /// A fresh, time-ordered id.
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl Default for OrderId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl From<Uuid> for OrderId {
+    fn from(id: Uuid) -> Self {
+        Self(id)
+    }
+}
+
+impl fmt::Display for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// The text was not a UUID in its canonical hyphenated form.
+#[derive(Debug, thiserror::Error)]
+#[error("order id must be a UUID such as 0192f1c4-8a5e-7c3b-9d2f-4b6a8e1c0d3f")]
+pub struct InvalidOrderId;
+
+impl FromStr for OrderId {
+    type Err = InvalidOrderId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // Only the canonical 36-character form: no braces, URNs or simple (unhyphenated) form,
+        // so one order has exactly one URL.
+        if s.len() != 36 {
+            return Err(InvalidOrderId);
+        }
+        Uuid::try_parse(s).map(Self).map_err(|_| InvalidOrderId)
+    }
+}
+
+/// Where an order stands in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    Pending,
+    Confirmed,
+    Shipped,
+    Delivered,
+    Cancelled,
+}
+
+impl OrderStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Confirmed => "CONFIRMED",
+            Self::Shipped => "SHIPPED",
+            Self::Delivered => "DELIVERED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+}
+
+impl FromStr for OrderStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "PENDING" => Ok(Self::Pending),
+            "CONFIRMED" => Ok(Self::Confirmed),
+            "SHIPPED" => Ok(Self::Shipped),
+            "DELIVERED" => Ok(Self::Delivered),
+            "CANCELLED" => Ok(Self::Cancelled),
+            other => Err(format!("unknown order status {other:?}")),
+        }
+    }
+}
+
+/// The customer who placed an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Customer {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+}
+
+/// One line of an order. Money is in the currency's minor unit (cents for USD).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderLine {
+    pub sku: String,
+    pub name: String,
+    pub quantity: i32,
+    pub unit_price: i64,
+    pub line_total: i64,
+}
+
+/// An order: the write model's aggregate and the snapshot every event carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    pub id: OrderId,
+    pub customer: Customer,
+    /// ISO 4217 code, for example `EUR`.
+    pub currency: String,
+    pub lines: Vec<OrderLine>,
+    /// Sum of the line totals, in minor units.
+    pub total: i64,
+    pub status: OrderStatus,
+    /// Starts at 1 and grows by one with every change.
+    pub version: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// Current time truncated to microseconds, PostgreSQL's `timestamptz` precision, so that a
+/// timestamp reads back from the database equal to what was written.
+pub fn now_micros() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    let micros = now.microsecond();
+    now.replace_microsecond(micros).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_id_accepts_only_the_canonical_form() {
+        let id = OrderId::new();
+        let text = id.to_string();
+        assert_eq!(text.parse::<OrderId>().unwrap(), id);
+        assert!(text.to_uppercase().parse::<OrderId>().is_ok());
+        assert!(text.replace('-', "").parse::<OrderId>().is_err());
+        assert!(format!("{{{text}}}").parse::<OrderId>().is_err());
+        assert!("not-a-uuid".parse::<OrderId>().is_err());
+        assert!("".parse::<OrderId>().is_err());
+    }
+
+    #[test]
+    fn status_round_trips_through_text_and_json() {
+        for s in [
+            OrderStatus::Pending,
+            OrderStatus::Confirmed,
+            OrderStatus::Shipped,
+            OrderStatus::Delivered,
+            OrderStatus::Cancelled,
+        ] {
+            assert_eq!(s.as_str().parse::<OrderStatus>().unwrap(), s);
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
+
+    #[test]
+    fn now_is_truncated_to_microseconds() {
+        assert_eq!(now_micros().nanosecond() % 1000, 0);
+    }
+}

@@ -1,0 +1,98 @@
+//! The read model: one denormalized item per order, built from events.
+
+use super::event::OrderEvent;
+use super::order::{Customer, OrderId, OrderLine, OrderStatus};
+use super::receipt::Receipt;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// An order as the read side stores and serves it (the DynamoDB item, and the body of
+/// `GET /orders/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderView {
+    pub order_id: OrderId,
+    /// Copied out of `customer` so that an index can list a customer's orders.
+    pub customer_id: String,
+    pub customer: Customer,
+    pub currency: String,
+    pub lines: Vec<OrderLine>,
+    pub total: i64,
+    pub status: OrderStatus,
+    pub version: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    pub receipt_key: String,
+    /// The event this view was last built from.
+    pub last_event_id: Uuid,
+    /// When the projection wrote this view: how fresh the read side is.
+    #[serde(with = "time::serde::rfc3339")]
+    pub projected_at: OffsetDateTime,
+}
+
+/// What projecting one event produces: the view to store and the receipt beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Projection {
+    pub view: OrderView,
+    pub receipt_key: String,
+    pub receipt: Receipt,
+}
+
+/// Builds the read model for an event from the snapshot it carries.
+pub fn project_event(event: &OrderEvent, projected_at: OffsetDateTime) -> Projection {
+    let order = &event.order;
+    let receipt_key = Receipt::key(order.id, order.version);
+    let view = OrderView {
+        order_id: order.id,
+        customer_id: order.customer.id.clone(),
+        customer: order.customer.clone(),
+        currency: order.currency.clone(),
+        lines: order.lines.clone(),
+        total: order.total,
+        status: order.status,
+        version: order.version,
+        created_at: order.created_at,
+        updated_at: order.updated_at,
+        receipt_key: receipt_key.clone(),
+        last_event_id: event.event_id,
+        projected_at,
+    };
+    Projection {
+        view,
+        receipt_key,
+        receipt: Receipt::for_order(order),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::event::tests::sample_event;
+
+    #[test]
+    fn view_carries_the_snapshot_and_a_versioned_receipt_key() {
+        let event = sample_event();
+        let now = OffsetDateTime::now_utc();
+        let p = project_event(&event, now);
+        assert_eq!(p.view.order_id, event.order_id);
+        assert_eq!(p.view.customer_id, "c-1");
+        assert_eq!(p.view.total, 750);
+        assert_eq!(p.view.lines[0].line_total, 750);
+        assert_eq!(p.view.version, 1);
+        assert_eq!(p.view.last_event_id, event.event_id);
+        assert_eq!(p.receipt_key, format!("receipts/{}/v1.json", event.order_id));
+        assert_eq!(p.view.receipt_key, p.receipt_key);
+        assert_eq!(p.receipt.total, 750);
+    }
+
+    #[test]
+    fn receipt_bytes_are_deterministic() {
+        let event = sample_event();
+        let a = project_event(&event, OffsetDateTime::now_utc());
+        let b = project_event(&event, OffsetDateTime::UNIX_EPOCH);
+        assert_eq!(a.receipt.to_json(), b.receipt.to_json());
+    }
+}

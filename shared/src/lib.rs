@@ -1,0 +1,27 @@
+//! The library the orders-cqrs functions share.
+//!
+//! Layers: [`domain`] is pure (validation, totals, events, the read-model view); the adapter
+//! modules (`postgres`, `sns`, `dynamodb`, `s3`) are thin ports over their clients, each behind a
+//! cargo feature so that a function links only what it uses; [`config`] reads the environment.
+
+pub mod config;
+pub mod domain;
+pub mod problem;
+pub mod telemetry;
+
+#[cfg(feature = "aws")]
+pub mod aws;
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "s3")]
+pub mod s3;
+#[cfg(feature = "sns")]
+pub mod sns;
+
+pub use domain::event::{EventType, OrderEvent};
+pub use domain::order::{Customer, Order, OrderId, OrderLine, OrderStatus};
+pub use domain::view::OrderView;

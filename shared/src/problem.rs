@@ -1,0 +1,120 @@
+//! RFC 9457 problem details: the body of every error response.
+
+use crate::domain::validation::{DecodeError, FieldError};
+use serde::{Deserialize, Serialize};
+
+/// The media type of every error response.
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+/// An error response body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// A relative URI naming the kind of problem; documented in the README.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The fields at fault, for validation problems.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl Problem {
+    pub fn new(status: u16, kind: &str, title: &str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("/problems/{kind}"),
+            title: title.into(),
+            status,
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// 422: the body was well-formed but broke the rules listed in `errors`.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        let mut p = Self::new(
+            422,
+            "validation-error",
+            "The order is not valid",
+            format!("Invalid fields: {}", fields.join(", ")),
+        );
+        p.errors = errors;
+        p
+    }
+
+    /// 400, 413: the body could not be read as an order.
+    pub fn undecodable(err: DecodeError) -> Self {
+        match err {
+            DecodeError::TooLarge(_) => {
+                Self::new(413, "body-too-large", "Request body too large", err.to_string())
+            }
+            DecodeError::Empty | DecodeError::Syntax(_) => {
+                Self::new(400, "malformed-json", "Request body is not valid JSON", err.to_string())
+            }
+            DecodeError::Field(field) => {
+                let detail = if field.field.is_empty() {
+                    field.message.clone()
+                } else {
+                    format!("{}: {}", field.field, field.message)
+                };
+                let mut p = Self::new(400, "malformed-request", "Request body has the wrong shape", detail);
+                p.errors = vec![field];
+                p
+            }
+        }
+    }
+
+    pub fn bad_request(kind: &str, detail: impl Into<String>) -> Self {
+        Self::new(400, kind, "Bad request", detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(404, "not-found", "Not found", detail)
+    }
+
+    pub fn method_not_allowed(method: &str) -> Self {
+        Self::new(405, "method-not-allowed", "Method not allowed", format!("{method} is not supported here"))
+    }
+
+    pub fn unsupported_media_type(got: &str) -> Self {
+        Self::new(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            format!("Content-Type must be application/json, got {got:?}"),
+        )
+    }
+
+    /// 503: a dependency is down; the client may retry.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(503, "service-unavailable", "Service unavailable", detail)
+    }
+
+    /// 500: our fault. The detail never carries internal error text.
+    pub fn internal() -> Self {
+        Self::new(500, "internal-error", "Internal error", "The request failed; it has been logged")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_problem_lists_fields() {
+        let p = Problem::validation(vec![FieldError::new("currency", "bad")]);
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["status"], 422);
+        assert_eq!(json["type"], "/problems/validation-error");
+        assert_eq!(json["errors"][0]["field"], "currency");
+        assert!(json["detail"].as_str().unwrap().contains("currency"));
+    }
+
+    #[test]
+    fn plain_problems_omit_errors() {
+        let json = serde_json::to_value(Problem::not_found("x")).unwrap();
+        assert!(json.get("errors").is_none());
+    }
+}

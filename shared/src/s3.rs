@@ -1,0 +1,41 @@
+//! The receipts bucket.
+
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+
+#[derive(Debug, thiserror::Error)]
+#[error("S3 request failed: {0}")]
+pub struct ReceiptStoreError(String);
+
+/// S3 access for receipt documents.
+#[derive(Debug, Clone)]
+pub struct ReceiptStore {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl ReceiptStore {
+    pub fn new(config: &aws_config::SdkConfig, bucket: String) -> Self {
+        let s3_config = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(crate::aws::uses_custom_endpoint(config))
+            .build();
+        Self {
+            client: aws_sdk_s3::Client::from_conf(s3_config),
+            bucket,
+        }
+    }
+
+    /// Stores (or overwrites) one object.
+    pub async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), ReceiptStoreError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| ReceiptStoreError(DisplayErrorContext(e).to_string()))
+    }
+}
