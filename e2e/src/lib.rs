@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod postgres;
+pub mod system;
 mod process;
 
 use std::path::PathBuf;

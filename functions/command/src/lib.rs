@@ -1,1 +1,158 @@
+//! `POST /orders`: validate, store the order and its event in one transaction, publish.
 
+use lambda_http::http::{header, HeaderValue, Method};
+use lambda_http::{Body, Request, RequestExt, Response};
+use orders::domain::validation::decode_request;
+use orders::http::{body_bytes, json_response, problem_response};
+use orders::postgres::{DbError, OrderStore};
+use orders::problem::Problem;
+use orders::sns::EventPublisher;
+use orders::{Order, OrderEvent};
+use serde::Serialize;
+
+/// The header that carries one id from the HTTP request to every log line of the order.
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// The command side's dependencies, built once per process.
+#[derive(Clone)]
+pub struct CommandApp {
+    orders: OrderStore,
+    publisher: EventPublisher,
+}
+
+/// The body of a 201 response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OrderCreatedResponse<'a> {
+    order_id: String,
+    status: &'static str,
+    version: i64,
+    currency: &'a str,
+    total: i64,
+    lines: &'a [orders::OrderLine],
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: time::OffsetDateTime,
+}
+
+impl CommandApp {
+    pub fn new(orders: OrderStore, publisher: EventPublisher) -> Self {
+        Self { orders, publisher }
+    }
+
+    /// Handles one API Gateway request. Every outcome is an HTTP response: errors are
+    /// `application/problem+json`.
+    pub async fn handle(&self, request: Request) -> Response<Body> {
+        let correlation_id = correlation_id(&request);
+        let mut response = match self.create_order(&request, &correlation_id).await {
+            Ok(response) => response,
+            Err(problem) => problem_response(&problem),
+        };
+        if let Ok(value) = HeaderValue::from_str(&correlation_id) {
+            response.headers_mut().insert(CORRELATION_HEADER, value);
+        }
+        response
+    }
+
+    async fn create_order(&self, request: &Request, correlation_id: &str) -> Result<Response<Body>, Problem> {
+        if request.method() != Method::POST {
+            return Err(Problem::method_not_allowed(request.method().as_str()));
+        }
+        check_content_type(request)?;
+        let order = decode_request(body_bytes(request.body()))
+            .map_err(Problem::undecodable)?
+            .validate()
+            .map_err(|errors| {
+                tracing::info!(fields = ?errors.iter().map(|e| &e.field).collect::<Vec<_>>(), "order rejected");
+                Problem::validation(errors)
+            })?;
+        let event = OrderEvent::created(&order, Some(correlation_id.to_string()));
+        self.orders.create(&order, &event).await.map_err(|err| storage_problem(&err))?;
+        tracing::info!(order_id = %order.id, event_id = %event.event_id, total = order.total, "order created");
+        self.publish(&event).await;
+        Ok(created_response(&order))
+    }
+
+    /// Publishes after commit. A failure leaves the event in the outbox, unpublished, for the
+    /// relay; the order exists either way, so the client still gets 201.
+    async fn publish(&self, event: &OrderEvent) {
+        match self.publisher.publish(event).await {
+            Ok(message_id) => {
+                if let Err(err) = self.orders.mark_published(event.event_id).await {
+                    // Harmless: the relay republishes and the projection ignores duplicates.
+                    tracing::warn!(order_id = %event.order_id, error = %err, "published but not marked in the outbox");
+                } else {
+                    tracing::info!(order_id = %event.order_id, %message_id, "event published");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(order_id = %event.order_id, error = %err, "publish failed; event left in the outbox");
+                if let Err(db) = self.orders.record_publish_failure(event.event_id, &err.to_string()).await {
+                    tracing::warn!(order_id = %event.order_id, error = %db, "publish failure not recorded");
+                }
+            }
+        }
+    }
+}
+
+fn check_content_type(request: &Request) -> Result<(), Problem> {
+    let Some(value) = request.headers().get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or("");
+    let media_type = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if media_type == "application/json" || media_type.ends_with("+json") {
+        Ok(())
+    } else {
+        Err(Problem::unsupported_media_type(text))
+    }
+}
+
+fn storage_problem(err: &DbError) -> Problem {
+    if err.is_unavailable() {
+        tracing::warn!(error = %err, "database unavailable");
+        Problem::unavailable("The order database is unavailable; retry shortly")
+    } else {
+        tracing::error!(error = %err, "order could not be stored");
+        Problem::internal()
+    }
+}
+
+fn created_response(order: &Order) -> Response<Body> {
+    let body = OrderCreatedResponse {
+        order_id: order.id.to_string(),
+        status: order.status.as_str(),
+        version: order.version,
+        currency: &order.currency,
+        total: order.total,
+        lines: &order.lines,
+        created_at: order.created_at,
+    };
+    let mut response = json_response(201, &body);
+    if let Ok(location) = HeaderValue::from_str(&format!("/orders/{}", order.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// The client's `X-Correlation-Id` when it is a sane token, else API Gateway's request id,
+/// else a fresh id.
+pub fn correlation_id(request: &Request) -> String {
+    let from_header = request
+        .headers()
+        .get(CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b))
+        });
+    if let Some(id) = from_header {
+        return id.to_string();
+    }
+    let from_gateway = match request.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+        _ => None,
+    };
+    from_gateway.unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}

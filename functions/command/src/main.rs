@@ -1,1 +1,24 @@
-fn main() {}
+//! The command function: wires the pool and clients once, then serves requests.
+
+use command::CommandApp;
+use lambda_http::{service_fn, Error, Request};
+use orders::config::CommandConfig;
+use orders::postgres::OrderStore;
+use orders::sns::EventPublisher;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    orders::telemetry::init();
+    let config = CommandConfig::from_env()?;
+    let aws = orders::aws::load().await;
+    let pool = orders::postgres::connect(&config.db, &aws).await?;
+    let app = CommandApp::new(
+        OrderStore::new(pool, config.db.statement_timeout),
+        EventPublisher::new(&aws, config.topic_arn, config.publish_timeout),
+    );
+    let app = &app;
+    lambda_http::run(service_fn(move |request: Request| async move {
+        Ok::<_, Error>(app.handle(request).await)
+    }))
+    .await
+}

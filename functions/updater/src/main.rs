@@ -1,1 +1,25 @@
-fn main() {}
+//! The updater function: wires the DynamoDB and S3 clients once, then projects batches.
+
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use orders::config::UpdaterConfig;
+use orders::dynamodb::OrderViewStore;
+use orders::s3::ReceiptStore;
+use updater::Projector;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    orders::telemetry::init();
+    let config = UpdaterConfig::from_env()?;
+    let aws = orders::aws::load().await;
+    let projector = Projector::new(
+        OrderViewStore::new(&aws, config.table),
+        ReceiptStore::new(&aws, config.bucket),
+        config.concurrency,
+    );
+    let projector = &projector;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(projector.handle(event.payload).await?)
+    }))
+    .await
+}

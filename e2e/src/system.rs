@@ -1,0 +1,184 @@
+//! The whole system wired against real stand-ins: PostgreSQL, moto, and the three handlers.
+
+use crate::aws::{provision, receive_batch, Moto, Resources};
+use crate::postgres::TestPostgres;
+use aws_config::SdkConfig;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use command::CommandApp;
+use lambda_http::{Body, Request, Response};
+use orders::dynamodb::OrderViewStore;
+use orders::postgres::OrderStore;
+use orders::s3::ReceiptStore;
+use orders::sns::EventPublisher;
+use query::QueryApp;
+use std::time::Duration;
+use updater::Projector;
+
+/// One isolated copy of the system.
+pub struct TestSystem {
+    pub pg: TestPostgres,
+    pub moto: Moto,
+    pub aws: SdkConfig,
+    pub resources: Resources,
+    pub store: OrderStore,
+    pub command: CommandApp,
+    pub query: QueryApp,
+    pub projector: Projector,
+    pub sqs: aws_sdk_sqs::Client,
+    pub s3: aws_sdk_s3::Client,
+}
+
+impl TestSystem {
+    /// Starts PostgreSQL and moto, migrates, provisions, and builds the handlers as their
+    /// `main.rs` would.
+    pub async fn start(raw_delivery: bool) -> Self {
+        let (pg, moto) = tokio::task::spawn_blocking(|| {
+            std::thread::scope(|s| {
+                let pg = s.spawn(TestPostgres::start);
+                let moto = Moto::start();
+                (pg.join().expect("postgres fixture"), moto)
+            })
+        })
+        .await
+        .expect("fixtures");
+        let aws = moto.sdk_config().await;
+        let resources = provision(&aws, "e2e", raw_delivery).await;
+        let db = pg.db_config();
+        let pool = orders::postgres::connect(&db, &aws).await.expect("pool");
+        let applied = orders::postgres::migrate(&pool).await.expect("migrate");
+        assert_eq!(applied.len(), orders::postgres::MIGRATIONS.len());
+        let store = OrderStore::new(pool, db.statement_timeout);
+        let publisher = EventPublisher::new(&aws, resources.topic_arn.clone(), Duration::from_secs(2));
+        let command = CommandApp::new(store.clone(), publisher);
+        let views = OrderViewStore::new(&aws, resources.table.clone());
+        let query = QueryApp::new(views.clone());
+        let projector = Projector::new(views, ReceiptStore::new(&aws, resources.bucket.clone()), 8);
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&aws).force_path_style(true).build(),
+        );
+        Self {
+            sqs: aws_sdk_sqs::Client::new(&aws),
+            s3,
+            pg,
+            moto,
+            aws,
+            resources,
+            store,
+            command,
+            query,
+            projector,
+        }
+    }
+
+    /// Receives what SNS delivered to the queue.
+    pub async fn receive(&self, wait: Duration) -> Vec<SqsMessage> {
+        receive_batch(&self.sqs, &self.resources.queue_url, 10, wait).await
+    }
+
+    /// Runs the updater on these records, as Lambda's event source mapping would.
+    pub async fn project(&self, records: Vec<SqsMessage>) -> SqsBatchResponse {
+        let mut event = SqsEvent::default();
+        event.records = records;
+        self.projector.handle(event).await.expect("batch handled")
+    }
+
+    /// Receives and projects until `count` records were handled or `wait` passed.
+    pub async fn drain(&self, count: usize, wait: Duration) -> usize {
+        let deadline = std::time::Instant::now() + wait;
+        let mut handled = 0;
+        while handled < count && std::time::Instant::now() < deadline {
+            let records = self.receive(Duration::from_secs(1)).await;
+            if records.is_empty() {
+                continue;
+            }
+            handled += records.len();
+            let handles: Vec<_> = records.iter().filter_map(|r| r.receipt_handle.clone()).collect();
+            let response = self.project(records).await;
+            assert!(response.batch_item_failures.is_empty(), "{response:?}");
+            for handle in handles {
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.resources.queue_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+        handled
+    }
+
+    /// Keys of the receipt objects stored for one order.
+    pub async fn receipt_keys(&self, order_id: &str) -> Vec<String> {
+        self.s3
+            .list_objects_v2()
+            .bucket(&self.resources.bucket)
+            .prefix(format!("receipts/{order_id}/"))
+            .send()
+            .await
+            .expect("list receipts")
+            .contents
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|o| o.key)
+            .collect()
+    }
+
+    /// Counts rows of a write-side table.
+    pub fn count(&self, table: &str) -> i64 {
+        self.pg
+            .psql(crate::postgres::DATABASE, &format!("SELECT count(*) FROM {table}"))
+            .parse()
+            .expect("count")
+    }
+}
+
+/// A request built from a sample event in `events/`, with optional changes to its JSON.
+pub fn request_from_event(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Request {
+    let path = crate::workspace_root().join("events").join(name);
+    let text = std::fs::read_to_string(&path).expect("read sample event");
+    let mut value: serde_json::Value = serde_json::from_str(&text).expect("sample event is JSON");
+    edit(&mut value);
+    lambda_http::request::from_str(&value.to_string()).expect("API Gateway v2 event")
+}
+
+/// `POST /orders` with this body.
+pub fn post_order(body: &str) -> Request {
+    request_from_event("post-order.json", |v| {
+        v["body"] = body.into();
+        v["headers"]["content-length"] = body.len().to_string().into();
+    })
+}
+
+/// `GET /orders/{id}`.
+pub fn get_order(id: &str) -> Request {
+    request_from_event("get-order.json", |v| {
+        v["rawPath"] = format!("/orders/{id}").into();
+        v["requestContext"]["http"]["path"] = format!("/orders/{id}").into();
+        v["pathParameters"]["id"] = id.into();
+    })
+}
+
+/// A response's status and JSON body.
+pub fn read_json(response: &Response<Body>) -> (u16, serde_json::Value) {
+    let bytes = orders::http::body_bytes(response.body());
+    let value = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(bytes).expect("response body is JSON")
+    };
+    (response.status().as_u16(), value)
+}
+
+/// A valid order body for `customer`.
+pub fn order_body(customer: &str) -> String {
+    serde_json::json!({
+        "customer": {"id": customer, "name": "Grace Hopper", "email": "grace@example.com"},
+        "currency": "USD",
+        "lines": [
+            {"sku": "COBOL-BOOK", "name": "COBOL manual", "quantity": 3, "unitPrice": 2500},
+            {"sku": "NANOSECOND", "name": "A nanosecond of wire", "quantity": 10, "unitPrice": 30}
+        ]
+    })
+    .to_string()
+}
