@@ -178,7 +178,8 @@ pub async fn provision(config: &SdkConfig, prefix: &str, raw_delivery: bool) -> 
         .queue_url
         .expect("dlq url");
     let dlq_arn = queue_arn(&sqs, &dlq_url).await;
-    let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3}).to_string();
+    let redrive =
+        serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3}).to_string();
     let queue_url = sqs
         .create_queue()
         .queue_name(format!("{prefix}-order-events"))
@@ -250,7 +251,10 @@ pub async fn receive_batch(
 }
 
 /// Converts a received SQS message into the record shape Lambda's SQS event carries.
-pub fn to_record(m: aws_sdk_sqs::types::Message, queue_url: &str) -> aws_lambda_events::sqs::SqsMessage {
+pub fn to_record(
+    m: aws_sdk_sqs::types::Message,
+    queue_url: &str,
+) -> aws_lambda_events::sqs::SqsMessage {
     let mut record = aws_lambda_events::sqs::SqsMessage::default();
     record.message_id = m.message_id;
     record.receipt_handle = m.receipt_handle;

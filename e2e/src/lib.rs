@@ -3,8 +3,8 @@
 
 pub mod aws;
 pub mod postgres;
-pub mod system;
 mod process;
+pub mod system;
 
 use std::path::PathBuf;
 

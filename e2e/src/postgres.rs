@@ -49,10 +49,13 @@ fn server_identity() -> Option<(u32, u32)> {
         return None;
     }
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let nobody = passwd.lines().find(|l| l.starts_with("nobody:")).and_then(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
-    });
+    let nobody = passwd
+        .lines()
+        .find(|l| l.starts_with("nobody:"))
+        .and_then(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+        });
     Some(nobody.unwrap_or((65534, 65534)))
 }
 

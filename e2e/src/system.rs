@@ -48,13 +48,16 @@ impl TestSystem {
         let applied = orders::postgres::migrate(&pool).await.expect("migrate");
         assert_eq!(applied.len(), orders::postgres::MIGRATIONS.len());
         let store = OrderStore::new(pool, db.statement_timeout);
-        let publisher = EventPublisher::new(&aws, resources.topic_arn.clone(), Duration::from_secs(2));
+        let publisher =
+            EventPublisher::new(&aws, resources.topic_arn.clone(), Duration::from_secs(2));
         let command = CommandApp::new(store.clone(), publisher);
         let views = OrderViewStore::new(&aws, resources.table.clone());
         let query = QueryApp::new(views.clone());
         let projector = Projector::new(views, ReceiptStore::new(&aws, resources.bucket.clone()), 8);
         let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&aws).force_path_style(true).build(),
+            aws_sdk_s3::config::Builder::from(&aws)
+                .force_path_style(true)
+                .build(),
         );
         Self {
             sqs: aws_sdk_sqs::Client::new(&aws),
@@ -92,7 +95,10 @@ impl TestSystem {
                 continue;
             }
             handled += records.len();
-            let handles: Vec<_> = records.iter().filter_map(|r| r.receipt_handle.clone()).collect();
+            let handles: Vec<_> = records
+                .iter()
+                .filter_map(|r| r.receipt_handle.clone())
+                .collect();
             let response = self.project(records).await;
             assert!(response.batch_item_failures.is_empty(), "{response:?}");
             for handle in handles {
@@ -127,7 +133,10 @@ impl TestSystem {
     /// Counts rows of a write-side table.
     pub fn count(&self, table: &str) -> i64 {
         self.pg
-            .psql(crate::postgres::DATABASE, &format!("SELECT count(*) FROM {table}"))
+            .psql(
+                crate::postgres::DATABASE,
+                &format!("SELECT count(*) FROM {table}"),
+            )
             .parse()
             .expect("count")
     }

@@ -26,7 +26,10 @@ async fn database_down_gives_503_quickly_and_recovers_without_a_restart() {
     let (status, problem) = read_json(&sys.command.handle(post_order(&order_body("after"))).await);
     assert_eq!(status, 201, "{problem}");
     assert_eq!(
-        sys.pg.psql("orders", "SELECT string_agg(customer_id, ',' ORDER BY created_at) FROM orders"),
+        sys.pg.psql(
+            "orders",
+            "SELECT string_agg(customer_id, ',' ORDER BY created_at) FROM orders"
+        ),
         "before,after",
         "the order sent while the database was down was not written"
     );
@@ -37,10 +40,16 @@ async fn an_unreachable_database_at_start_does_not_prevent_serving_503() {
     let sys = TestSystem::start(false).await;
     let mut db = sys.pg.db_config();
     db.port = e2e::free_port();
-    let pool = orders::postgres::connect(&db, &sys.aws).await.expect("pool builds without connecting");
+    let pool = orders::postgres::connect(&db, &sys.aws)
+        .await
+        .expect("pool builds without connecting");
     let app = CommandApp::new(
         OrderStore::new(pool, db.statement_timeout),
-        EventPublisher::new(&sys.aws, sys.resources.topic_arn.clone(), Duration::from_secs(2)),
+        EventPublisher::new(
+            &sys.aws,
+            sys.resources.topic_arn.clone(),
+            Duration::from_secs(2),
+        ),
     );
     let (status, _) = read_json(&app.handle(post_order(&order_body("nowhere"))).await);
     assert_eq!(status, 503);
@@ -53,7 +62,11 @@ async fn a_failed_publish_still_answers_201_and_leaves_the_event_in_the_outbox()
     let dead = e2e::aws::sdk_config_for(&format!("http://127.0.0.1:{}", e2e::free_port())).await;
     let app = CommandApp::new(
         sys.store.clone(),
-        EventPublisher::new(&dead, sys.resources.topic_arn.clone(), Duration::from_millis(500)),
+        EventPublisher::new(
+            &dead,
+            sys.resources.topic_arn.clone(),
+            Duration::from_millis(500),
+        ),
     );
     let (status, created) = read_json(&app.handle(post_order(&order_body("no-sns"))).await);
     assert_eq!(status, 201, "{created}");
@@ -62,6 +75,12 @@ async fn a_failed_publish_still_answers_201_and_leaves_the_event_in_the_outbox()
         "orders",
         &format!("SELECT (published_at IS NULL) || ' ' || attempts || ' ' || (last_error IS NOT NULL) FROM outbox WHERE order_id = '{id}'"),
     );
-    assert_eq!(row, "true 1 true", "event waits, unpublished, with its error recorded");
-    assert!(sys.receive(Duration::from_secs(2)).await.is_empty(), "nothing reached the queue");
+    assert_eq!(
+        row, "true 1 true",
+        "event waits, unpublished, with its error recorded"
+    );
+    assert!(
+        sys.receive(Duration::from_secs(2)).await.is_empty(),
+        "nothing reached the queue"
+    );
 }

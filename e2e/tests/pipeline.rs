@@ -9,12 +9,21 @@ use std::time::{Duration, Instant};
 async fn an_order_flows_from_post_to_get() {
     let sys = TestSystem::start(false).await;
 
-    let response = sys.command.handle(post_order(&order_body("cust-e2e"))).await;
+    let response = sys
+        .command
+        .handle(post_order(&order_body("cust-e2e")))
+        .await;
     let (status, created) = read_json(&response);
     assert_eq!(status, 201, "{created}");
     let id = created["orderId"].as_str().expect("orderId").to_string();
-    assert_eq!(response.headers()[header::LOCATION], format!("/orders/{id}").as_str());
-    assert_eq!(response.headers()["x-correlation-id"], "demo-correlation-0001");
+    assert_eq!(
+        response.headers()[header::LOCATION],
+        format!("/orders/{id}").as_str()
+    );
+    assert_eq!(
+        response.headers()["x-correlation-id"],
+        "demo-correlation-0001"
+    );
     assert_eq!(created["status"], "PENDING");
     assert_eq!(created["version"], 1);
     assert_eq!(created["total"], 3 * 2500 + 10 * 30);
@@ -22,13 +31,22 @@ async fn an_order_flows_from_post_to_get() {
 
     // The write model: order, lines and the outbox row, marked published.
     let q = |sql: &str| sys.pg.psql("orders", &sql.replace("$ID", &id));
-    assert_eq!(q("SELECT total || ' ' || status || ' ' || version FROM orders WHERE id = '$ID'"), "7800 PENDING 1");
-    assert_eq!(q("SELECT count(*) FROM order_lines WHERE order_id = '$ID'"), "2");
+    assert_eq!(
+        q("SELECT total || ' ' || status || ' ' || version FROM orders WHERE id = '$ID'"),
+        "7800 PENDING 1"
+    );
+    assert_eq!(
+        q("SELECT count(*) FROM order_lines WHERE order_id = '$ID'"),
+        "2"
+    );
     assert_eq!(
         q("SELECT event_type || ' ' || order_version || ' ' || (published_at IS NOT NULL) FROM outbox WHERE order_id = '$ID'"),
         "OrderCreated 1 true"
     );
-    assert_eq!(q("SELECT payload->'order'->>'total' FROM outbox WHERE order_id = '$ID'"), "7800");
+    assert_eq!(
+        q("SELECT payload->'order'->>'total' FROM outbox WHERE order_id = '$ID'"),
+        "7800"
+    );
 
     // Not readable before the projection runs.
     let (status, _) = read_json(&sys.query.handle(get_order(&id)).await);
@@ -37,9 +55,13 @@ async fn an_order_flows_from_post_to_get() {
     // SNS delivered the event (wrapped in the SNS envelope) to the queue.
     let records = sys.receive(Duration::from_secs(10)).await;
     assert_eq!(records.len(), 1, "one message delivered");
-    let body: serde_json::Value = serde_json::from_str(records[0].body.as_deref().unwrap()).unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(records[0].body.as_deref().unwrap()).unwrap();
     assert_eq!(body["Type"], "Notification");
-    assert_eq!(body["MessageAttributes"]["eventType"]["Value"], "OrderCreated");
+    assert_eq!(
+        body["MessageAttributes"]["eventType"]["Value"],
+        "OrderCreated"
+    );
     assert_eq!(body["MessageAttributes"]["orderId"]["Value"], id.as_str());
 
     let response = sys.project(records).await;
@@ -57,7 +79,10 @@ async fn an_order_flows_from_post_to_get() {
     assert_eq!(view["version"], 1);
     assert_eq!(view["customer"]["id"], "cust-e2e");
     assert_eq!(view["createdAt"], created["createdAt"]);
-    assert_eq!(view["receiptKey"], format!("receipts/{id}/v1.json").as_str());
+    assert_eq!(
+        view["receiptKey"],
+        format!("receipts/{id}/v1.json").as_str()
+    );
 
     let receipt = sys
         .s3
@@ -77,12 +102,20 @@ async fn an_order_flows_from_post_to_get() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_message_delivery_is_projected_too() {
     let sys = TestSystem::start(true).await;
-    let (status, created) = read_json(&sys.command.handle(post_order(&order_body("cust-raw"))).await);
+    let (status, created) = read_json(
+        &sys.command
+            .handle(post_order(&order_body("cust-raw")))
+            .await,
+    );
     assert_eq!(status, 201);
     let records = sys.receive(Duration::from_secs(10)).await;
     assert_eq!(records.len(), 1);
-    let body: serde_json::Value = serde_json::from_str(records[0].body.as_deref().unwrap()).unwrap();
-    assert_eq!(body["eventType"], "OrderCreated", "raw delivery carries the bare event");
+    let body: serde_json::Value =
+        serde_json::from_str(records[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        body["eventType"], "OrderCreated",
+        "raw delivery carries the bare event"
+    );
     assert!(sys.project(records).await.batch_item_failures.is_empty());
     let id = created["orderId"].as_str().unwrap();
     let (status, view) = read_json(&sys.query.handle(get_order(id)).await);
@@ -93,7 +126,11 @@ async fn raw_message_delivery_is_projected_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_and_stale_events_leave_one_item_at_the_newest_version() {
     let sys = TestSystem::start(false).await;
-    let (_, created) = read_json(&sys.command.handle(post_order(&order_body("cust-dup"))).await);
+    let (_, created) = read_json(
+        &sys.command
+            .handle(post_order(&order_body("cust-dup")))
+            .await,
+    );
     let id = created["orderId"].as_str().unwrap().to_string();
     let records = sys.receive(Duration::from_secs(10)).await;
     assert_eq!(records.len(), 1);
@@ -102,12 +139,20 @@ async fn duplicates_and_stale_events_leave_one_item_at_the_newest_version() {
     let original = records[0].clone();
     let response = sys.project(vec![original.clone(), original.clone()]).await;
     assert!(response.batch_item_failures.is_empty());
-    assert!(sys.project(vec![original.clone()]).await.batch_item_failures.is_empty());
-    assert_eq!(sys.receipt_keys(&id).await, [format!("receipts/{id}/v1.json")]);
+    assert!(sys
+        .project(vec![original.clone()])
+        .await
+        .batch_item_failures
+        .is_empty());
+    assert_eq!(
+        sys.receipt_keys(&id).await,
+        [format!("receipts/{id}/v1.json")]
+    );
 
     // A newer snapshot (version 2) arrives, then the version-1 event once more.
     let body: serde_json::Value = serde_json::from_str(original.body.as_deref().unwrap()).unwrap();
-    let mut event: serde_json::Value = serde_json::from_str(body["Message"].as_str().unwrap()).unwrap();
+    let mut event: serde_json::Value =
+        serde_json::from_str(body["Message"].as_str().unwrap()).unwrap();
     event["eventId"] = uuid::Uuid::now_v7().to_string().into();
     event["orderVersion"] = 2.into();
     event["order"]["version"] = 2.into();
@@ -115,8 +160,16 @@ async fn duplicates_and_stale_events_leave_one_item_at_the_newest_version() {
     let mut newer = original.clone();
     newer.message_id = Some("newer-message".into());
     newer.body = Some(event.to_string());
-    assert!(sys.project(vec![newer]).await.batch_item_failures.is_empty());
-    assert!(sys.project(vec![original]).await.batch_item_failures.is_empty());
+    assert!(sys
+        .project(vec![newer])
+        .await
+        .batch_item_failures
+        .is_empty());
+    assert!(sys
+        .project(vec![original])
+        .await
+        .batch_item_failures
+        .is_empty());
 
     let (status, view) = read_json(&sys.query.handle(get_order(&id)).await);
     assert_eq!(status, 200);
@@ -124,7 +177,13 @@ async fn duplicates_and_stale_events_leave_one_item_at_the_newest_version() {
     assert_eq!(view["status"], "CONFIRMED");
     let mut keys = sys.receipt_keys(&id).await;
     keys.sort();
-    assert_eq!(keys, [format!("receipts/{id}/v1.json"), format!("receipts/{id}/v2.json")]);
+    assert_eq!(
+        keys,
+        [
+            format!("receipts/{id}/v1.json"),
+            format!("receipts/{id}/v2.json")
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,7 +210,11 @@ async fn a_malformed_record_is_the_only_one_reported_failed() {
     records.push(unknown);
 
     let response = sys.project(records).await;
-    let mut failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    let mut failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
     failed.sort();
     assert_eq!(failed, ["poison-1", "poison-2"]);
     for id in ids {

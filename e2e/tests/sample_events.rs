@@ -32,17 +32,27 @@ async fn every_sample_event_runs_through_its_handler() {
         let text = std::fs::read_to_string(dir.join(name)).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         if value.get("Records").is_some() {
-            let event: SqsEvent = serde_json::from_value(value).unwrap_or_else(|e| panic!("{name}: {e}"));
-            let ids: Vec<_> = event.records.iter().map(|r| r.message_id.clone().unwrap()).collect();
+            let event: SqsEvent =
+                serde_json::from_value(value).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let ids: Vec<_> = event
+                .records
+                .iter()
+                .map(|r| r.message_id.clone().unwrap())
+                .collect();
             let response = sys.projector.handle(event).await.unwrap();
-            let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+            let failed: Vec<_> = response
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.clone())
+                .collect();
             match name.as_str() {
                 "sqs-order-created.json" => assert!(failed.is_empty(), "{name}: {failed:?}"),
                 "sqs-poison-message.json" => assert_eq!(failed, [ids[1].clone()], "{name}"),
                 other => panic!("no expectation for {other}"),
             }
         } else {
-            let request = lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let request =
+                lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
             let route = value["routeKey"].as_str().unwrap();
             let response = match route {
                 "POST /orders" => sys.command.handle(request).await,
@@ -65,6 +75,7 @@ async fn every_sample_event_runs_through_its_handler() {
     assert_eq!(view.total, 8548);
     let text = std::fs::read_to_string(dir.join("sqs-order-created.json")).unwrap();
     let event: SqsEvent = serde_json::from_str(&text).unwrap();
-    let inner = orders::domain::event::decode_message(event.records[1].body.as_deref().unwrap()).unwrap();
+    let inner =
+        orders::domain::event::decode_message(event.records[1].body.as_deref().unwrap()).unwrap();
     assert_eq!(project_event(&inner, view.projected_at).view, view);
 }

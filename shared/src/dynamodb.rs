@@ -46,7 +46,8 @@ impl OrderViewStore {
     /// Writes the view unless a newer version is stored. The same version is written again
     /// (identical content), so a redelivered event that failed half-way can complete.
     pub async fn put_if_not_older(&self, view: &OrderView) -> Result<WriteOutcome, ViewStoreError> {
-        let item = serde_dynamo::to_item(view).map_err(|e| ViewStoreError::Encode(e.to_string()))?;
+        let item =
+            serde_dynamo::to_item(view).map_err(|e| ViewStoreError::Encode(e.to_string()))?;
         let result = self
             .client
             .put_item()

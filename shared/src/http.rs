@@ -24,7 +24,8 @@ pub fn problem_response(problem: &Problem) -> Response<Body> {
 
 fn with_body(status: u16, content_type: &'static str, text: String) -> Response<Body> {
     let mut response = Response::new(Body::Text(text));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -47,19 +47,30 @@ impl Problem {
     /// 400, 413: the body could not be read as an order.
     pub fn undecodable(err: DecodeError) -> Self {
         match err {
-            DecodeError::TooLarge(_) => {
-                Self::new(413, "body-too-large", "Request body too large", err.to_string())
-            }
-            DecodeError::Empty | DecodeError::Syntax(_) => {
-                Self::new(400, "malformed-json", "Request body is not valid JSON", err.to_string())
-            }
+            DecodeError::TooLarge(_) => Self::new(
+                413,
+                "body-too-large",
+                "Request body too large",
+                err.to_string(),
+            ),
+            DecodeError::Empty | DecodeError::Syntax(_) => Self::new(
+                400,
+                "malformed-json",
+                "Request body is not valid JSON",
+                err.to_string(),
+            ),
             DecodeError::Field(field) => {
                 let detail = if field.field.is_empty() {
                     field.message.clone()
                 } else {
                     format!("{}: {}", field.field, field.message)
                 };
-                let mut p = Self::new(400, "malformed-request", "Request body has the wrong shape", detail);
+                let mut p = Self::new(
+                    400,
+                    "malformed-request",
+                    "Request body has the wrong shape",
+                    detail,
+                );
                 p.errors = vec![field];
                 p
             }
@@ -75,7 +86,12 @@ impl Problem {
     }
 
     pub fn method_not_allowed(method: &str) -> Self {
-        Self::new(405, "method-not-allowed", "Method not allowed", format!("{method} is not supported here"))
+        Self::new(
+            405,
+            "method-not-allowed",
+            "Method not allowed",
+            format!("{method} is not supported here"),
+        )
     }
 
     pub fn unsupported_media_type(got: &str) -> Self {
@@ -94,7 +110,12 @@ impl Problem {
 
     /// 500: our fault. The detail never carries internal error text.
     pub fn internal() -> Self {
-        Self::new(500, "internal-error", "Internal error", "The request failed; it has been logged")
+        Self::new(
+            500,
+            "internal-error",
+            "Internal error",
+            "The request failed; it has been logged",
+        )
     }
 }
 

@@ -26,7 +26,12 @@ impl ReceiptStore {
     }
 
     /// Stores (or overwrites) one object.
-    pub async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), ReceiptStoreError> {
+    pub async fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), ReceiptStoreError> {
         self.client
             .put_object()
             .bucket(&self.bucket)

@@ -5,8 +5,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber once per process. Later calls do nothing.
 pub fn init() {
-    let filter = EnvFilter::try_new(crate::config::log_level())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_new(crate::config::log_level()).unwrap_or_else(|_| EnvFilter::new("info"));
     let text = std::env::var("AWS_LAMBDA_LOG_FORMAT")
         .map(|f| f.eq_ignore_ascii_case("text"))
         .unwrap_or(false);

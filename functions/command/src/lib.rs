@@ -53,7 +53,11 @@ impl CommandApp {
         response
     }
 
-    async fn create_order(&self, request: &Request, correlation_id: &str) -> Result<Response<Body>, Problem> {
+    async fn create_order(
+        &self,
+        request: &Request,
+        correlation_id: &str,
+    ) -> Result<Response<Body>, Problem> {
         if request.method() != Method::POST {
             return Err(Problem::method_not_allowed(request.method().as_str()));
         }
@@ -66,7 +70,10 @@ impl CommandApp {
                 Problem::validation(errors)
             })?;
         let event = OrderEvent::created(&order, Some(correlation_id.to_string()));
-        self.orders.create(&order, &event).await.map_err(|err| storage_problem(&err))?;
+        self.orders
+            .create(&order, &event)
+            .await
+            .map_err(|err| storage_problem(&err))?;
         tracing::info!(order_id = %order.id, event_id = %event.event_id, total = order.total, "order created");
         self.publish(&event).await;
         Ok(created_response(&order))
@@ -86,7 +93,11 @@ impl CommandApp {
             }
             Err(err) => {
                 tracing::warn!(order_id = %event.order_id, error = %err, "publish failed; event left in the outbox");
-                if let Err(db) = self.orders.record_publish_failure(event.event_id, &err.to_string()).await {
+                if let Err(db) = self
+                    .orders
+                    .record_publish_failure(event.event_id, &err.to_string())
+                    .await
+                {
                     tracing::warn!(order_id = %event.order_id, error = %db, "publish failure not recorded");
                 }
             }
@@ -99,7 +110,12 @@ fn check_content_type(request: &Request) -> Result<(), Problem> {
         return Ok(());
     };
     let text = value.to_str().unwrap_or("");
-    let media_type = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media_type = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if media_type == "application/json" || media_type.ends_with("+json") {
         Ok(())
     } else {
@@ -145,7 +161,8 @@ pub fn correlation_id(request: &Request) -> String {
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= 128
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b))
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b))
         });
     if let Some(id) = from_header {
         return id.to_string();

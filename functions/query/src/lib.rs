@@ -34,14 +34,20 @@ impl QueryApp {
             .ok_or_else(|| Problem::not_found("No such route; use GET /orders/{id}"))?;
         let id: OrderId = raw_id
             .parse()
-            .map_err(|e: orders::domain::order::InvalidOrderId| Problem::bad_request("invalid-order-id", e.to_string()))?;
+            .map_err(|e: orders::domain::order::InvalidOrderId| {
+                Problem::bad_request("invalid-order-id", e.to_string())
+            })?;
         let view = self.views.get(id).await.map_err(|err| {
             match &err {
-                ViewStoreError::Dynamo(_) => tracing::warn!(order_id = %id, error = %err, "read failed"),
+                ViewStoreError::Dynamo(_) => {
+                    tracing::warn!(order_id = %id, error = %err, "read failed")
+                }
                 _ => tracing::error!(order_id = %id, error = %err, "stored view unreadable"),
             }
             match err {
-                ViewStoreError::Dynamo(_) => Problem::unavailable("The order store is unavailable; retry shortly"),
+                ViewStoreError::Dynamo(_) => {
+                    Problem::unavailable("The order store is unavailable; retry shortly")
+                }
                 _ => Problem::internal(),
             }
         })?;

@@ -60,7 +60,8 @@ impl Projector {
             stream::iter(event.records)
                 .map(|record| async move {
                     let id = record.message_id.clone();
-                    let span = tracing::info_span!("record", message_id = id.as_deref().unwrap_or(""));
+                    let span =
+                        tracing::info_span!("record", message_id = id.as_deref().unwrap_or(""));
                     (id, self.project_record(&record).instrument(span).await)
                 })
                 .buffer_unordered(self.concurrency)
@@ -85,7 +86,10 @@ impl Projector {
     /// Writes the view if it is not older than the stored one, then the receipt. A stale
     /// event changes nothing. Re-projecting the same version is idempotent, so a record whose
     /// receipt write failed completes on redelivery.
-    pub async fn project_record(&self, record: &SqsMessage) -> Result<ProjectionOutcome, ProjectionError> {
+    pub async fn project_record(
+        &self,
+        record: &SqsMessage,
+    ) -> Result<ProjectionOutcome, ProjectionError> {
         let result = self.project(record).await;
         match &result {
             Ok(outcome) => tracing::info!(?outcome, "record projected"),
@@ -114,7 +118,11 @@ impl Projector {
             WriteOutcome::Stale => Ok(ProjectionOutcome::Stale),
             WriteOutcome::Applied => {
                 self.receipts
-                    .put(&projection.receipt_key, projection.receipt.to_json(), "application/json")
+                    .put(
+                        &projection.receipt_key,
+                        projection.receipt.to_json(),
+                        "application/json",
+                    )
                     .await?;
                 Ok(ProjectionOutcome::Applied)
             }

@@ -115,7 +115,9 @@ fn decode_event(value: serde_json::Value) -> Result<OrderEvent, EventDecodeError
     let schema_version = obj
         .get("schemaVersion")
         .and_then(|v| v.as_u64())
-        .ok_or_else(|| EventDecodeError::NotAnEvent("missing numeric field schemaVersion".into()))?;
+        .ok_or_else(|| {
+            EventDecodeError::NotAnEvent("missing numeric field schemaVersion".into())
+        })?;
     if schema_version > u64::from(SCHEMA_VERSION) {
         return Err(EventDecodeError::UnsupportedSchemaVersion(schema_version));
     }

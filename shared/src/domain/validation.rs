@@ -438,10 +438,14 @@ mod tests {
 
     #[test]
     fn largest_allowed_values_do_not_overflow() {
-        let line = json!({"sku": "A", "name": "a", "quantity": MAX_QUANTITY, "unitPrice": MAX_UNIT_PRICE});
+        let line =
+            json!({"sku": "A", "name": "a", "quantity": MAX_QUANTITY, "unitPrice": MAX_UNIT_PRICE});
         let mut body = valid_body();
         body["lines"] = json!(vec![line; MAX_LINES]);
         let order = decode(&body).unwrap().validate().unwrap();
-        assert_eq!(order.total, MAX_QUANTITY * MAX_UNIT_PRICE * MAX_LINES as i64);
+        assert_eq!(
+            order.total,
+            MAX_QUANTITY * MAX_UNIT_PRICE * MAX_LINES as i64
+        );
     }
 }

@@ -83,7 +83,10 @@ mod tests {
         assert_eq!(p.view.lines[0].line_total, 750);
         assert_eq!(p.view.version, 1);
         assert_eq!(p.view.last_event_id, event.event_id);
-        assert_eq!(p.receipt_key, format!("receipts/{}/v1.json", event.order_id));
+        assert_eq!(
+            p.receipt_key,
+            format!("receipts/{}/v1.json", event.order_id)
+        );
         assert_eq!(p.view.receipt_key, p.receipt_key);
         assert_eq!(p.receipt.total, 750);
     }

@@ -26,8 +26,11 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 pub async fn migrate(pool: &Pool) -> Result<Vec<String>, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock(hashtext('orders-cqrs:migrations'))", &[])
-        .await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('orders-cqrs:migrations'))",
+        &[],
+    )
+    .await?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version    integer PRIMARY KEY,
@@ -62,7 +65,9 @@ pub async fn migrate(pool: &Pool) -> Result<Vec<String>, DbError> {
             .await
             .map_err(|e| DbError::Migration {
                 name: migration.name.into(),
-                reason: e.as_db_error().map_or_else(|| e.to_string(), |d| d.to_string()),
+                reason: e
+                    .as_db_error()
+                    .map_or_else(|| e.to_string(), |d| d.to_string()),
             })?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, md5($3))",

@@ -104,7 +104,11 @@ pub async fn connect(config: &DbConfig, aws: &aws_config::SdkConfig) -> Result<P
         }
         SslMode::VerifyFull => {
             pg.ssl_mode(tokio_postgres::config::SslMode::Require);
-            Manager::from_config(pg, tls_connector(config.ca_file.as_deref())?, manager_config)
+            Manager::from_config(
+                pg,
+                tls_connector(config.ca_file.as_deref())?,
+                manager_config,
+            )
         }
     };
     Pool::builder(manager)
@@ -119,11 +123,14 @@ pub async fn connect(config: &DbConfig, aws: &aws_config::SdkConfig) -> Result<P
 
 /// A TLS connector that verifies the server certificate and host name against the public web
 /// roots (which cover RDS Proxy) plus any roots in `ca_file` (for example the RDS CA bundle).
-fn tls_connector(ca_file: Option<&str>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, DbError> {
+fn tls_connector(
+    ca_file: Option<&str>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, DbError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|e| DbError::Config(format!("DB_CA_FILE {path}: {e}")))?;
+        let pem =
+            std::fs::read(path).map_err(|e| DbError::Config(format!("DB_CA_FILE {path}: {e}")))?;
         for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
             let cert = cert.map_err(|e| DbError::Config(format!("DB_CA_FILE {path}: {e}")))?;
             roots

@@ -136,7 +136,10 @@ impl OrderStore {
     }
 }
 
-async fn insert_outbox(tx: &deadpool_postgres::Transaction<'_>, event: &OrderEvent) -> Result<(), DbError> {
+async fn insert_outbox(
+    tx: &deadpool_postgres::Transaction<'_>,
+    event: &OrderEvent,
+) -> Result<(), DbError> {
     tx.execute(
         "INSERT INTO outbox (event_id, order_id, event_type, order_version, occurred_at, payload)
          VALUES ($1, $2, $3, $4, $5, $6)",
