@@ -8,6 +8,7 @@ use command::CommandApp;
 use lambda_http::{Body, Request, Response};
 use orders::dynamodb::OrderViewStore;
 use orders::postgres::OrderStore;
+use orders::projection::ReadModel;
 use orders::s3::ReceiptStore;
 use orders::sns::EventPublisher;
 use query::QueryApp;
@@ -50,10 +51,11 @@ impl TestSystem {
         let store = OrderStore::new(pool, db.statement_timeout);
         let publisher =
             EventPublisher::new(&aws, resources.topic_arn.clone(), Duration::from_secs(2));
-        let command = CommandApp::new(store.clone(), publisher);
+        let command = CommandApp::new(store.clone(), publisher, Duration::from_secs(3600));
         let views = OrderViewStore::new(&aws, resources.table.clone());
         let query = QueryApp::new(views.clone());
-        let projector = Projector::new(views, ReceiptStore::new(&aws, resources.bucket.clone()), 8);
+        let read_model = ReadModel::new(views, ReceiptStore::new(&aws, resources.bucket.clone()));
+        let projector = Projector::new(read_model.clone(), 8);
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&aws)
                 .force_path_style(true)

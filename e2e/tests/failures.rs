@@ -50,6 +50,7 @@ async fn an_unreachable_database_at_start_does_not_prevent_serving_503() {
             sys.resources.topic_arn.clone(),
             Duration::from_secs(2),
         ),
+        Duration::from_secs(3600),
     );
     let (status, _) = read_json(&app.handle(post_order(&order_body("nowhere"))).await);
     assert_eq!(status, 503);
@@ -67,6 +68,7 @@ async fn a_failed_publish_still_answers_201_and_leaves_the_event_in_the_outbox()
             sys.resources.topic_arn.clone(),
             Duration::from_millis(500),
         ),
+        Duration::from_secs(3600),
     );
     let (status, created) = read_json(&app.handle(post_order(&order_body("no-sns"))).await);
     assert_eq!(status, 201, "{created}");

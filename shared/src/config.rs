@@ -36,6 +36,7 @@ pub mod vars {
         "DB_STATEMENT_TIMEOUT_MS",
         "ORDER_EVENTS_TOPIC_ARN",
         "PUBLISH_TIMEOUT_MS",
+        "IDEMPOTENCY_TTL_SECONDS",
         "LOG_LEVEL",
     ];
     pub const UPDATER: &[&str] = &[
@@ -45,6 +46,25 @@ pub mod vars {
         "LOG_LEVEL",
     ];
     pub const QUERY: &[&str] = &["ORDERS_TABLE", "LOG_LEVEL"];
+    pub const RELAY: &[&str] = &[
+        "DB_HOST",
+        "DB_PORT",
+        "DB_NAME",
+        "DB_USER",
+        "DB_PASSWORD",
+        "DB_SECRET_ARN",
+        "DB_SSLMODE",
+        "DB_CA_FILE",
+        "DB_POOL_SIZE",
+        "DB_CONNECT_TIMEOUT_MS",
+        "DB_STATEMENT_TIMEOUT_MS",
+        "ORDER_EVENTS_TOPIC_ARN",
+        "PUBLISH_TIMEOUT_MS",
+        "RELAY_GRACE_SECONDS",
+        "RELAY_BATCH_SIZE",
+        "RELAY_MAX_BATCHES",
+        "LOG_LEVEL",
+    ];
 }
 
 fn optional(name: &'static str) -> Option<String> {
@@ -161,6 +181,8 @@ pub struct CommandConfig {
     pub db: DbConfig,
     pub topic_arn: String,
     pub publish_timeout: Duration,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_ttl: Duration,
 }
 
 impl CommandConfig {
@@ -169,6 +191,32 @@ impl CommandConfig {
             db: DbConfig::from_env()?,
             topic_arn: required("ORDER_EVENTS_TOPIC_ARN")?,
             publish_timeout: millis("PUBLISH_TIMEOUT_MS", 2000)?,
+            idempotency_ttl: Duration::from_secs(parsed("IDEMPOTENCY_TTL_SECONDS", 86_400)?),
+        })
+    }
+}
+
+/// Settings of the outbox relay function (scheduled).
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub db: DbConfig,
+    pub topic_arn: String,
+    pub publish_timeout: Duration,
+    /// Events younger than this are left to the command that wrote them.
+    pub grace: Duration,
+    pub batch_size: i64,
+    pub max_batches: usize,
+}
+
+impl RelayConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            db: DbConfig::from_env()?,
+            topic_arn: required("ORDER_EVENTS_TOPIC_ARN")?,
+            publish_timeout: millis("PUBLISH_TIMEOUT_MS", 2000)?,
+            grace: Duration::from_secs(parsed("RELAY_GRACE_SECONDS", 10)?),
+            batch_size: parsed("RELAY_BATCH_SIZE", 100i64)?.clamp(1, 1000),
+            max_batches: parsed("RELAY_MAX_BATCHES", 20usize)?.max(1),
         })
     }
 }

@@ -4,7 +4,11 @@ use crate::domain::order::OrderId;
 use crate::domain::view::OrderView;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use std::collections::HashMap;
+
+/// DynamoDB's limit on keys in one BatchGetItem call.
+const MAX_BATCH_GET: usize = 100;
 
 /// Name of the table's partition key attribute.
 pub const KEY: &str = "orderId";
@@ -87,5 +91,97 @@ impl OrderViewStore {
                 .map(Some)
                 .map_err(|e| ViewStoreError::Corrupt(e.to_string())),
         }
+    }
+
+    /// Reads many views (any number of ids; batched and retried for unprocessed keys).
+    pub async fn get_many(
+        &self,
+        ids: &[OrderId],
+    ) -> Result<HashMap<OrderId, OrderView>, ViewStoreError> {
+        let mut found = HashMap::new();
+        for chunk in ids.chunks(MAX_BATCH_GET) {
+            let keys: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|id| HashMap::from([(KEY.to_string(), AttributeValue::S(id.to_string()))]))
+                .collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| ViewStoreError::Encode(e.to_string()))?,
+            );
+            let mut attempts = 0;
+            while let Some(keys) = request.take() {
+                attempts += 1;
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(|e| ViewStoreError::Dynamo(DisplayErrorContext(e).to_string()))?;
+                for item in output
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let view: OrderView = serde_dynamo::from_item(item)
+                        .map_err(|e| ViewStoreError::Corrupt(e.to_string()))?;
+                    found.insert(view.order_id, view);
+                }
+                request = output
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys.is_empty());
+                if request.is_some() {
+                    if attempts >= 8 {
+                        return Err(ViewStoreError::Dynamo(
+                            "BatchGetItem kept returning unprocessed keys".into(),
+                        ));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempts)).await;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// One page of the ids and versions of all stored views (a Scan); pass the returned
+    /// cursor back for the next page, until it is `None`.
+    pub async fn scan_versions(
+        &self,
+        cursor: Option<HashMap<String, AttributeValue>>,
+    ) -> Result<(Vec<(String, i64)>, Option<HashMap<String, AttributeValue>>), ViewStoreError> {
+        let output = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .projection_expression("#key, #version")
+            .expression_attribute_names("#key", KEY)
+            .expression_attribute_names("#version", "version")
+            .set_exclusive_start_key(cursor)
+            .send()
+            .await
+            .map_err(|e| ViewStoreError::Dynamo(DisplayErrorContext(e).to_string()))?;
+        let items = output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| {
+                let id = item
+                    .get(KEY)
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                let version = item
+                    .get("version")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                (id, version)
+            })
+            .collect();
+        Ok((items, output.last_evaluated_key))
     }
 }

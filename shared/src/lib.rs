@@ -17,6 +17,12 @@ pub mod dynamodb;
 pub mod http;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(all(feature = "dynamodb", feature = "s3"))]
+pub mod projection;
+#[cfg(all(feature = "postgres", feature = "dynamodb", feature = "s3"))]
+pub mod reconcile;
+#[cfg(all(feature = "postgres", feature = "sns"))]
+pub mod relay;
 #[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(feature = "sns")]

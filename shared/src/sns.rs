@@ -1,8 +1,28 @@
 //! Publishing order events to the SNS topic.
 
 use crate::domain::event::OrderEvent;
-use aws_sdk_sns::types::MessageAttributeValue;
+use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use std::time::Duration;
+
+/// SNS accepts at most this many messages in one PublishBatch call.
+pub const MAX_BATCH: usize = 10;
+
+/// An event waiting in the outbox, ready to publish as stored.
+#[derive(Debug, Clone)]
+pub struct PendingEvent {
+    pub event_id: uuid::Uuid,
+    pub event_type: String,
+    pub order_id: uuid::Uuid,
+    pub payload: String,
+}
+
+fn attribute(value: &str) -> Result<MessageAttributeValue, PublishError> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .map_err(|e| PublishError::Sns(e.to_string()))
+}
 
 /// A failed publish. The event stays in the outbox and is published later.
 #[derive(Debug, thiserror::Error)]
@@ -41,13 +61,6 @@ impl EventPublisher {
         order_id: &str,
         payload: String,
     ) -> Result<String, PublishError> {
-        let attribute = |value: &str| {
-            MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(value)
-                .build()
-                .map_err(|e| PublishError::Sns(e.to_string()))
-        };
         let request = self
             .client
             .publish()
@@ -73,5 +86,85 @@ impl EventPublisher {
             payload,
         )
         .await
+    }
+
+    /// Publishes up to [`MAX_BATCH`] events in one call; one result per event, in order.
+    pub async fn publish_batch(&self, events: &[PendingEvent]) -> Vec<Result<(), PublishError>> {
+        let entries: Result<Vec<_>, PublishError> = events
+            .iter()
+            .map(|e| {
+                PublishBatchRequestEntry::builder()
+                    .id(e.event_id.simple().to_string())
+                    .message(&e.payload)
+                    .message_attributes("eventType", attribute(&e.event_type)?)
+                    .message_attributes("orderId", attribute(&e.order_id.to_string())?)
+                    .build()
+                    .map_err(|err| PublishError::Sns(err.to_string()))
+            })
+            .collect();
+        let entries = match entries {
+            Ok(entries) => entries,
+            Err(err) => {
+                return events
+                    .iter()
+                    .map(|_| Err(PublishError::Sns(err.to_string())))
+                    .collect()
+            }
+        };
+        let request = self
+            .client
+            .publish_batch()
+            .topic_arn(&self.topic_arn)
+            .set_publish_batch_request_entries(Some(entries))
+            .send();
+        let output = match tokio::time::timeout(self.timeout, request).await {
+            Err(_) => {
+                return events
+                    .iter()
+                    .map(|_| Err(PublishError::Timeout(self.timeout)))
+                    .collect()
+            }
+            Ok(Err(err)) => {
+                let text = aws_sdk_sns::error::DisplayErrorContext(err).to_string();
+                return events
+                    .iter()
+                    .map(|_| Err(PublishError::Sns(text.clone())))
+                    .collect();
+            }
+            Ok(Ok(output)) => output,
+        };
+        let failed: std::collections::HashMap<String, String> = output
+            .failed
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| {
+                (
+                    f.id,
+                    format!("{}: {}", f.code, f.message.unwrap_or_default()),
+                )
+            })
+            .collect();
+        let succeeded: std::collections::HashSet<String> = output
+            .successful
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|s| s.id)
+            .collect();
+        events
+            .iter()
+            .map(|e| {
+                let id = e.event_id.simple().to_string();
+                if succeeded.contains(&id) {
+                    Ok(())
+                } else {
+                    Err(PublishError::Sns(
+                        failed
+                            .get(&id)
+                            .cloned()
+                            .unwrap_or_else(|| "not acknowledged".into()),
+                    ))
+                }
+            })
+            .collect()
     }
 }

@@ -4,7 +4,7 @@ use lambda_http::http::{header, HeaderValue, Method};
 use lambda_http::{Body, Request, RequestExt, Response};
 use orders::domain::validation::decode_request;
 use orders::http::{body_bytes, json_response, problem_response};
-use orders::postgres::{DbError, OrderStore};
+use orders::postgres::{CreateOutcome, DbError, IdempotencyClaim, OrderStore};
 use orders::problem::Problem;
 use orders::sns::EventPublisher;
 use orders::{Order, OrderEvent};
@@ -12,12 +12,18 @@ use serde::Serialize;
 
 /// The header that carries one id from the HTTP request to every log line of the order.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
+/// The header with which a client makes a retried `POST` safe.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+/// Set on a response that replays the one stored with the idempotency key.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// The command side's dependencies, built once per process.
 #[derive(Clone)]
 pub struct CommandApp {
     orders: OrderStore,
     publisher: EventPublisher,
+    idempotency_ttl: std::time::Duration,
 }
 
 /// The body of a 201 response.
@@ -35,8 +41,16 @@ struct OrderCreatedResponse<'a> {
 }
 
 impl CommandApp {
-    pub fn new(orders: OrderStore, publisher: EventPublisher) -> Self {
-        Self { orders, publisher }
+    pub fn new(
+        orders: OrderStore,
+        publisher: EventPublisher,
+        idempotency_ttl: std::time::Duration,
+    ) -> Self {
+        Self {
+            orders,
+            publisher,
+            idempotency_ttl,
+        }
     }
 
     /// Handles one API Gateway request. Every outcome is an HTTP response: errors are
@@ -62,21 +76,52 @@ impl CommandApp {
             return Err(Problem::method_not_allowed(request.method().as_str()));
         }
         check_content_type(request)?;
-        let order = decode_request(body_bytes(request.body()))
-            .map_err(Problem::undecodable)?
-            .validate()
-            .map_err(|errors| {
-                tracing::info!(fields = ?errors.iter().map(|e| &e.field).collect::<Vec<_>>(), "order rejected");
-                Problem::validation(errors)
-            })?;
+        let key = idempotency_key(request)?;
+        let input = decode_request(body_bytes(request.body())).map_err(Problem::undecodable)?;
+        // The canonical form of the request: a retry must send the same order, whatever its
+        // whitespace or field order.
+        let canonical = serde_json::to_string(&input).map_err(|_| Problem::internal())?;
+        let order = input.validate().map_err(|errors| {
+            tracing::info!(fields = ?errors.iter().map(|e| &e.field).collect::<Vec<_>>(), "order rejected");
+            Problem::validation(errors)
+        })?;
         let event = OrderEvent::created(&order, Some(correlation_id.to_string()));
-        self.orders
-            .create(&order, &event)
+        let body = created_body(&order);
+        let claim = key.as_deref().map(|key| IdempotencyClaim {
+            scope: "POST /orders",
+            key,
+            request: &canonical,
+            status: 201,
+            response: &body,
+            ttl: self.idempotency_ttl,
+        });
+        let outcome = self
+            .orders
+            .create(&order, &event, claim.as_ref())
             .await
             .map_err(|err| storage_problem(&err))?;
-        tracing::info!(order_id = %order.id, event_id = %event.event_id, total = order.total, "order created");
-        self.publish(&event).await;
-        Ok(created_response(&order))
+        match outcome {
+            CreateOutcome::Created => {
+                tracing::info!(order_id = %order.id, event_id = %event.event_id, total = order.total, "order created");
+                self.publish(&event).await;
+                Ok(created_response(201, &body, &order.id.to_string(), false))
+            }
+            CreateOutcome::Replayed(stored) => {
+                tracing::info!(order_id = %stored.order_id, "idempotent replay");
+                Ok(created_response(
+                    stored.status,
+                    &stored.body,
+                    &stored.order_id.to_string(),
+                    true,
+                ))
+            }
+            CreateOutcome::KeyReused => Err(Problem::new(
+                422,
+                "idempotency-key-reused",
+                "Idempotency key reused",
+                "This Idempotency-Key was already used with a different request body",
+            )),
+        }
     }
 
     /// Publishes after commit. A failure leaves the event in the outbox, unpublished, for the
@@ -133,7 +178,7 @@ fn storage_problem(err: &DbError) -> Problem {
     }
 }
 
-fn created_response(order: &Order) -> Response<Body> {
+fn created_body(order: &Order) -> serde_json::Value {
     let body = OrderCreatedResponse {
         order_id: order.id.to_string(),
         status: order.status.as_str(),
@@ -143,11 +188,42 @@ fn created_response(order: &Order) -> Response<Body> {
         lines: &order.lines,
         created_at: order.created_at,
     };
-    let mut response = json_response(201, &body);
-    if let Ok(location) = HeaderValue::from_str(&format!("/orders/{}", order.id)) {
-        response.headers_mut().insert(header::LOCATION, location);
+    serde_json::to_value(body).unwrap_or_default()
+}
+
+fn created_response(
+    status: u16,
+    body: &serde_json::Value,
+    order_id: &str,
+    replayed: bool,
+) -> Response<Body> {
+    let mut response = json_response(status, body);
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(&format!("/orders/{order_id}")) {
+        headers.insert(header::LOCATION, location);
+    }
+    if replayed {
+        headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
     }
     response
+}
+
+/// The `Idempotency-Key` header, when present: 1 to 255 visible ASCII characters.
+fn idempotency_key(request: &Request) -> Result<Option<String>, Problem> {
+    let Some(value) = request.headers().get(IDEMPOTENCY_HEADER) else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or("").trim();
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(Problem::bad_request(
+            "invalid-idempotency-key",
+            format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
+        ));
+    }
+    Ok(Some(key.to_string()))
 }
 
 /// The client's `X-Correlation-Id` when it is a sane token, else API Gateway's request id,

@@ -15,6 +15,7 @@ async fn main() -> Result<(), Error> {
     let app = CommandApp::new(
         OrderStore::new(pool, config.db.statement_timeout),
         EventPublisher::new(&aws, config.topic_arn, config.publish_timeout),
+        config.idempotency_ttl,
     );
     let app = &app;
     lambda_http::run(service_fn(move |request: Request| async move {

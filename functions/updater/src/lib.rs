@@ -4,18 +4,10 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use futures::stream::{self, StreamExt};
 use orders::domain::event::{decode_message, EventDecodeError};
 use orders::domain::view::project_event;
-use orders::dynamodb::{OrderViewStore, ViewStoreError, WriteOutcome};
-use orders::s3::{ReceiptStore, ReceiptStoreError};
+use orders::projection::{ApplyError, ReadModel};
 use tracing::Instrument;
 
-/// What happened to one record that was handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProjectionOutcome {
-    /// The view now reflects the event.
-    Applied,
-    /// A newer version was already projected; the event was acknowledged and ignored.
-    Stale,
-}
+pub use orders::projection::ProjectionOutcome;
 
 /// Why a record was reported failed (SQS redelivers it; after maxReceiveCount it goes to the
 /// dead-letter queue).
@@ -26,9 +18,7 @@ pub enum ProjectionError {
     #[error(transparent)]
     Decode(#[from] EventDecodeError),
     #[error(transparent)]
-    View(#[from] ViewStoreError),
-    #[error(transparent)]
-    Receipt(#[from] ReceiptStoreError),
+    Store(#[from] ApplyError),
 }
 
 /// A failed record without a message id cannot be reported alone, so the whole batch fails.
@@ -39,16 +29,14 @@ pub struct UnidentifiableFailure;
 /// The updater's dependencies, built once per process.
 #[derive(Clone)]
 pub struct Projector {
-    views: OrderViewStore,
-    receipts: ReceiptStore,
+    read_model: ReadModel,
     concurrency: usize,
 }
 
 impl Projector {
-    pub fn new(views: OrderViewStore, receipts: ReceiptStore, concurrency: usize) -> Self {
+    pub fn new(read_model: ReadModel, concurrency: usize) -> Self {
         Self {
-            views,
-            receipts,
+            read_model,
             concurrency: concurrency.max(1),
         }
     }
@@ -83,9 +71,8 @@ impl Projector {
         Ok(response)
     }
 
-    /// Writes the view if it is not older than the stored one, then the receipt. A stale
-    /// event changes nothing. Re-projecting the same version is idempotent, so a record whose
-    /// receipt write failed completes on redelivery.
+    /// Decodes one record and applies its projection (see [`ReadModel::apply`]): a stale or
+    /// duplicate event changes nothing and is acknowledged.
     pub async fn project_record(
         &self,
         record: &SqsMessage,
@@ -104,8 +91,6 @@ impl Projector {
     async fn project(&self, record: &SqsMessage) -> Result<ProjectionOutcome, ProjectionError> {
         let body = record.body.as_deref().ok_or(ProjectionError::NoBody)?;
         let event = decode_message(body)?;
-        let span = tracing::Span::current();
-        span.record("message_id", record.message_id.as_deref().unwrap_or(""));
         tracing::info!(
             order_id = %event.order_id,
             version = event.order_version,
@@ -114,18 +99,6 @@ impl Projector {
             "projecting event"
         );
         let projection = project_event(&event, time::OffsetDateTime::now_utc());
-        match self.views.put_if_not_older(&projection.view).await? {
-            WriteOutcome::Stale => Ok(ProjectionOutcome::Stale),
-            WriteOutcome::Applied => {
-                self.receipts
-                    .put(
-                        &projection.receipt_key,
-                        projection.receipt.to_json(),
-                        "application/json",
-                    )
-                    .await?;
-                Ok(ProjectionOutcome::Applied)
-            }
-        }
+        Ok(self.read_model.apply(&projection).await?)
     }
 }

@@ -4,6 +4,7 @@ use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use orders::config::UpdaterConfig;
 use orders::dynamodb::OrderViewStore;
+use orders::projection::ReadModel;
 use orders::s3::ReceiptStore;
 use updater::Projector;
 
@@ -12,11 +13,11 @@ async fn main() -> Result<(), Error> {
     orders::telemetry::init();
     let config = UpdaterConfig::from_env()?;
     let aws = orders::aws::load().await;
-    let projector = Projector::new(
+    let read_model = ReadModel::new(
         OrderViewStore::new(&aws, config.table),
         ReceiptStore::new(&aws, config.bucket),
-        config.concurrency,
     );
+    let projector = Projector::new(read_model, config.concurrency);
     let projector = &projector;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(projector.handle(event.payload).await?)

@@ -1,7 +1,7 @@
 //! The read model: one denormalized item per order, built from events.
 
 use super::event::OrderEvent;
-use super::order::{Customer, OrderId, OrderLine, OrderStatus};
+use super::order::{Customer, Order, OrderId, OrderLine, OrderStatus};
 use super::receipt::Receipt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -43,7 +43,15 @@ pub struct Projection {
 
 /// Builds the read model for an event from the snapshot it carries.
 pub fn project_event(event: &OrderEvent, projected_at: OffsetDateTime) -> Projection {
-    let order = &event.order;
+    project_order(&event.order, event.event_id, projected_at)
+}
+
+/// Builds the read model for an order as the write model holds it (used by rebuild).
+pub fn project_order(
+    order: &Order,
+    last_event_id: Uuid,
+    projected_at: OffsetDateTime,
+) -> Projection {
     let receipt_key = Receipt::key(order.id, order.version);
     let view = OrderView {
         order_id: order.id,
@@ -57,7 +65,7 @@ pub fn project_event(event: &OrderEvent, projected_at: OffsetDateTime) -> Projec
         created_at: order.created_at,
         updated_at: order.updated_at,
         receipt_key: receipt_key.clone(),
-        last_event_id: event.event_id,
+        last_event_id,
         projected_at,
     };
     Projection {

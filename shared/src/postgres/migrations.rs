@@ -14,11 +14,18 @@ pub struct Migration {
 
 /// Every migration, in the order it must be applied. A test checks this list against the
 /// files in `migrations/`.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_orders.sql",
-    sql: include_str!("../../../migrations/0001_orders.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_orders.sql",
+        sql: include_str!("../../../migrations/0001_orders.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_idempotency_keys.sql",
+        sql: include_str!("../../../migrations/0002_idempotency_keys.sql"),
+    },
+];
 
 /// Any number of processes may call this at once: they serialize on a transaction-scoped
 /// advisory lock. Returns the names of the migrations this call applied (empty when the

@@ -4,7 +4,9 @@ mod migrations;
 mod orders;
 
 pub use migrations::{migrate, Migration, MIGRATIONS};
-pub use orders::{OrderStore, OutboxEntry};
+pub use orders::{
+    CreateOutcome, IdempotencyClaim, OrderStore, OutboxEntry, StoredOrder, StoredResponse,
+};
 
 use crate::config::{DbConfig, DbPassword, SslMode};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};

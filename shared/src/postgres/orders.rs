@@ -2,12 +2,52 @@
 
 use super::{bounded, DbError};
 use crate::domain::event::OrderEvent;
-use crate::domain::order::Order;
-use deadpool_postgres::Pool;
+use crate::domain::order::{Customer, Order, OrderId, OrderLine};
+use deadpool_postgres::{GenericClient, Pool};
+use std::collections::HashMap;
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_postgres::types::Json;
 use uuid::Uuid;
+
+/// A client's idempotency key for one command, and the response to keep with it.
+#[derive(Debug, Clone)]
+pub struct IdempotencyClaim<'a> {
+    /// What the key is scoped to (the operation, later also the caller).
+    pub scope: &'a str,
+    pub key: &'a str,
+    /// The canonical request text: a retry must match it exactly.
+    pub request: &'a str,
+    pub status: u16,
+    pub response: &'a serde_json::Value,
+    pub ttl: Duration,
+}
+
+/// A response stored with an idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: serde_json::Value,
+    pub order_id: Uuid,
+}
+
+/// What a create did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreateOutcome {
+    Created,
+    /// The key was used before with the same request: here is the original response.
+    Replayed(StoredResponse),
+    /// The key was used before with a different request.
+    KeyReused,
+}
+
+/// An order read back from the write model, with the id of the event that produced its
+/// current version (when the outbox still holds it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredOrder {
+    pub order: Order,
+    pub last_event_id: Option<Uuid>,
+}
 
 /// One outbox row, as the relay and the tests see it.
 #[derive(Debug, Clone)]
@@ -36,44 +76,63 @@ impl OrderStore {
         &self.pool
     }
 
-    /// Inserts a new order, its lines and its `OrderCreated` outbox row atomically.
-    pub async fn create(&self, order: &Order, event: &OrderEvent) -> Result<(), DbError> {
+    /// Inserts a new order, its lines and its `OrderCreated` outbox row atomically, together
+    /// with the idempotency key when there is one. Two concurrent requests with one key
+    /// serialize on the key's primary key: exactly one creates, the other replays.
+    pub async fn create(
+        &self,
+        order: &Order,
+        event: &OrderEvent,
+        claim: Option<&IdempotencyClaim<'_>>,
+    ) -> Result<CreateOutcome, DbError> {
         bounded(self.op_timeout, async {
             let mut client = self.pool.get().await?;
-            let tx = client.transaction().await?;
-            tx.execute(
-                "INSERT INTO orders (id, customer_id, customer_name, customer_email, currency,
-                                     total, status, version, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                &[
-                    &order.id.as_uuid(),
-                    &order.customer.id,
-                    &order.customer.name,
-                    &order.customer.email,
-                    &order.currency,
-                    &order.total,
-                    &order.status.as_str(),
-                    &order.version,
-                    &order.created_at,
-                    &order.updated_at,
-                ],
+            for _ in 0..3 {
+                let tx = client.transaction().await?;
+                if let Some(claim) = claim {
+                    if !claim_key(&tx, claim, order.id.as_uuid()).await? {
+                        tx.rollback().await?;
+                        match stored_response(&client, claim).await? {
+                            Some(outcome) => return Ok(outcome),
+                            // Expired and swept between the two statements: claim again.
+                            None => continue,
+                        }
+                    }
+                }
+                insert_order(&tx, order).await?;
+                insert_outbox(&tx, event).await?;
+                tx.commit().await?;
+                return Ok(CreateOutcome::Created);
+            }
+            Err(DbError::Unavailable(
+                "idempotency key kept changing under this request".into(),
+            ))
+        })
+        .await
+    }
+
+    /// One order with its lines.
+    pub async fn load(&self, id: OrderId) -> Result<Option<StoredOrder>, DbError> {
+        bounded(self.op_timeout, async {
+            let client = self.pool.get().await?;
+            let mut orders = fetch_orders(&client, "WHERE o.id = $1", &[&id.as_uuid()]).await?;
+            Ok(orders.pop())
+        })
+        .await
+    }
+
+    /// Up to `limit` orders with ids greater than `after`, in id order (keyset pagination,
+    /// so a full pass stays cheap however many orders there are).
+    pub async fn page(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<StoredOrder>, DbError> {
+        bounded(self.op_timeout, async {
+            let client = self.pool.get().await?;
+            let after = after.unwrap_or(Uuid::nil());
+            fetch_orders(
+                &client,
+                "WHERE o.id > $1 ORDER BY o.id LIMIT $2",
+                &[&after, &limit as &(dyn tokio_postgres::types::ToSql + Sync)],
             )
-            .await?;
-            let line_nos: Vec<i32> = (1..=order.lines.len() as i32).collect();
-            let skus: Vec<&str> = order.lines.iter().map(|l| l.sku.as_str()).collect();
-            let names: Vec<&str> = order.lines.iter().map(|l| l.name.as_str()).collect();
-            let quantities: Vec<i32> = order.lines.iter().map(|l| l.quantity).collect();
-            let prices: Vec<i64> = order.lines.iter().map(|l| l.unit_price).collect();
-            let totals: Vec<i64> = order.lines.iter().map(|l| l.line_total).collect();
-            tx.execute(
-                "INSERT INTO order_lines (order_id, line_no, sku, name, quantity, unit_price, line_total)
-                 SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::bigint[])",
-                &[&order.id.as_uuid(), &line_nos, &skus, &names, &quantities, &prices, &totals],
-            )
-            .await?;
-            insert_outbox(&tx, event).await?;
-            tx.commit().await?;
-            Ok(())
+            .await
         })
         .await
     }
@@ -134,6 +193,162 @@ impl OrderStore {
         })
         .await
     }
+}
+
+/// Inserts the key, or takes over an expired one. False when a live key already exists.
+async fn claim_key(
+    tx: &deadpool_postgres::Transaction<'_>,
+    claim: &IdempotencyClaim<'_>,
+    order_id: Uuid,
+) -> Result<bool, DbError> {
+    let row = tx
+        .query_opt(
+            "INSERT INTO idempotency_keys
+                 (scope, key, request_hash, order_id, status_code, response_body, expires_at)
+             VALUES ($1, $2, md5($3), $4, $5, $6, now() + make_interval(secs => $7))
+             ON CONFLICT (scope, key) DO UPDATE SET
+                 request_hash = EXCLUDED.request_hash, order_id = EXCLUDED.order_id,
+                 status_code = EXCLUDED.status_code, response_body = EXCLUDED.response_body,
+                 created_at = now(), expires_at = EXCLUDED.expires_at
+             WHERE idempotency_keys.expires_at <= now()
+             RETURNING 1",
+            &[
+                &claim.scope,
+                &claim.key,
+                &claim.request,
+                &order_id,
+                &(claim.status as i16),
+                &Json(claim.response),
+                &claim.ttl.as_secs_f64(),
+            ],
+        )
+        .await?;
+    Ok(row.is_some())
+}
+
+async fn stored_response(
+    client: &impl GenericClient,
+    claim: &IdempotencyClaim<'_>,
+) -> Result<Option<CreateOutcome>, DbError> {
+    let row = client
+        .query_opt(
+            "SELECT request_hash = md5($3), status_code, response_body, order_id
+             FROM idempotency_keys WHERE scope = $1 AND key = $2 AND expires_at > now()",
+            &[&claim.scope, &claim.key, &claim.request],
+        )
+        .await?;
+    Ok(row.map(|row| {
+        if row.get::<_, bool>(0) {
+            CreateOutcome::Replayed(StoredResponse {
+                status: row.get::<_, i16>(1) as u16,
+                body: row.get::<_, Json<serde_json::Value>>(2).0,
+                order_id: row.get(3),
+            })
+        } else {
+            CreateOutcome::KeyReused
+        }
+    }))
+}
+
+async fn insert_order(
+    tx: &deadpool_postgres::Transaction<'_>,
+    order: &Order,
+) -> Result<(), DbError> {
+    tx.execute(
+        "INSERT INTO orders (id, customer_id, customer_name, customer_email, currency,
+                             total, status, version, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[
+            &order.id.as_uuid(),
+            &order.customer.id,
+            &order.customer.name,
+            &order.customer.email,
+            &order.currency,
+            &order.total,
+            &order.status.as_str(),
+            &order.version,
+            &order.created_at,
+            &order.updated_at,
+        ],
+    )
+    .await?;
+    let line_nos: Vec<i32> = (1..=order.lines.len() as i32).collect();
+    let skus: Vec<&str> = order.lines.iter().map(|l| l.sku.as_str()).collect();
+    let names: Vec<&str> = order.lines.iter().map(|l| l.name.as_str()).collect();
+    let quantities: Vec<i32> = order.lines.iter().map(|l| l.quantity).collect();
+    let prices: Vec<i64> = order.lines.iter().map(|l| l.unit_price).collect();
+    let totals: Vec<i64> = order.lines.iter().map(|l| l.line_total).collect();
+    tx.execute(
+        "INSERT INTO order_lines (order_id, line_no, sku, name, quantity, unit_price, line_total)
+         SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::bigint[])",
+        &[&order.id.as_uuid(), &line_nos, &skus, &names, &quantities, &prices, &totals],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Orders (with lines and their latest event id) matching a clause over `orders o`.
+async fn fetch_orders(
+    client: &impl GenericClient,
+    clause: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<StoredOrder>, DbError> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT o.id, o.customer_id, o.customer_name, o.customer_email, o.currency::text,
+                        o.total, o.status, o.version, o.created_at, o.updated_at,
+                        (SELECT e.event_id FROM outbox e
+                          WHERE e.order_id = o.id AND e.order_version = o.version)
+                 FROM orders o {clause}"
+            ),
+            params,
+        )
+        .await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    let line_rows = client
+        .query(
+            "SELECT order_id, sku, name, quantity, unit_price, line_total
+             FROM order_lines WHERE order_id = ANY($1) ORDER BY order_id, line_no",
+            &[&ids],
+        )
+        .await?;
+    let mut lines: HashMap<Uuid, Vec<OrderLine>> = HashMap::new();
+    for r in &line_rows {
+        lines.entry(r.get(0)).or_default().push(OrderLine {
+            sku: r.get(1),
+            name: r.get(2),
+            quantity: r.get(3),
+            unit_price: r.get(4),
+            line_total: r.get(5),
+        });
+    }
+    rows.iter()
+        .map(|r| {
+            let id: Uuid = r.get(0);
+            let status: String = r.get(6);
+            Ok(StoredOrder {
+                order: Order {
+                    id: id.into(),
+                    customer: Customer {
+                        id: r.get(1),
+                        name: r.get(2),
+                        email: r.get(3),
+                    },
+                    currency: r.get(4),
+                    lines: lines.remove(&id).unwrap_or_default(),
+                    total: r.get(5),
+                    status: status
+                        .parse()
+                        .map_err(|e: String| DbError::Config(format!("order {id}: {e}")))?,
+                    version: r.get(7),
+                    created_at: r.get(8),
+                    updated_at: r.get(9),
+                },
+                last_event_id: r.get(10),
+            })
+        })
+        .collect()
 }
 
 async fn insert_outbox(
