@@ -2,6 +2,7 @@
 //! free loopback port, stopped when dropped; and the AWS resources the system needs.
 
 pub mod aws;
+pub mod fault_proxy;
 pub mod postgres;
 mod process;
 pub mod system;

@@ -25,6 +25,7 @@ pub struct TestSystem {
     pub command: CommandApp,
     pub query: QueryApp,
     pub projector: Projector,
+    pub read_model: ReadModel,
     pub sqs: aws_sdk_sqs::Client,
     pub s3: aws_sdk_s3::Client,
 }
@@ -72,7 +73,45 @@ impl TestSystem {
             command,
             query,
             projector,
+            read_model,
         }
+    }
+
+    /// A command handler whose SNS client uses `aws` (for example an unreachable endpoint).
+    pub fn command_publishing_via(&self, aws: &SdkConfig, timeout: Duration) -> CommandApp {
+        CommandApp::new(
+            self.store.clone(),
+            EventPublisher::new(aws, self.resources.topic_arn.clone(), timeout),
+            Duration::from_secs(3600),
+        )
+    }
+
+    /// An updater whose DynamoDB and S3 clients use `aws` (for example a fault proxy).
+    pub fn projector_via(&self, aws: &SdkConfig) -> Projector {
+        let views = OrderViewStore::new(aws, self.resources.table.clone());
+        Projector::new(
+            ReadModel::new(views, ReceiptStore::new(aws, self.resources.bucket.clone())),
+            8,
+        )
+    }
+
+    /// One relay run against the real topic, with no grace period.
+    pub async fn relay(&self) -> orders::relay::RelayReport {
+        let publisher = EventPublisher::new(
+            &self.aws,
+            self.resources.topic_arn.clone(),
+            Duration::from_secs(2),
+        );
+        orders::relay::relay_once(self.store.pool(), &publisher, &relay_settings())
+            .await
+            .expect("relay run")
+    }
+
+    /// Compares the write and read models.
+    pub async fn verify(&self) -> orders::reconcile::DriftReport {
+        orders::reconcile::verify(&self.store, &self.read_model.views, 50)
+            .await
+            .expect("verify")
     }
 
     /// Receives what SNS delivered to the queue.
@@ -192,4 +231,14 @@ pub fn order_body(customer: &str) -> String {
         ]
     })
     .to_string()
+}
+
+/// Relay settings for tests: no grace period, small batches.
+pub fn relay_settings() -> orders::relay::RelaySettings {
+    orders::relay::RelaySettings {
+        grace: Duration::ZERO,
+        batch_size: 5,
+        max_batches: 100,
+        op_timeout: Duration::from_secs(5),
+    }
 }

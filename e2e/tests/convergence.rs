@@ -1,0 +1,314 @@
+//! No event lost, none applied twice: each fault ends with `verify` reporting zero drift.
+
+use e2e::fault_proxy::{black_hole, FaultProxy};
+use e2e::system::{order_body, post_order, read_json, relay_settings, TestSystem};
+use orders::relay::relay_once;
+use orders::sns::EventPublisher;
+use std::time::Duration;
+
+fn assert_converged(report: &orders::reconcile::DriftReport, orders: usize) {
+    assert!(report.is_clean(), "drift: {:?}", report.drift);
+    assert_eq!(report.orders_checked, orders);
+    assert_eq!(report.views_checked, orders);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sns_failing_after_commit_is_repaired_by_the_relay() {
+    let sys = TestSystem::start(false).await;
+    let dead = e2e::aws::sdk_config_for(&format!("http://127.0.0.1:{}", e2e::free_port())).await;
+    let app = sys.command_publishing_via(&dead, Duration::from_millis(500));
+    for i in 0..3 {
+        let (status, _) = read_json(&app.handle(post_order(&order_body(&format!("c{i}")))).await);
+        assert_eq!(status, 201);
+    }
+    assert_eq!(sys.verify().await.drift.len(), 3, "nothing projected yet");
+
+    let report = sys.relay().await;
+    assert_eq!((report.published, report.failed, report.backlog), (3, 0, 0));
+    assert_eq!(sys.drain(3, Duration::from_secs(20)).await, 3);
+    assert_converged(&sys.verify().await, 3);
+    // A second run finds nothing to do.
+    assert_eq!(sys.relay().await.published, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_dying_between_commit_and_publish_loses_nothing() {
+    let sys = TestSystem::start(false).await;
+    // SNS accepts the connection and never answers; the request is then abandoned mid-publish,
+    // exactly where a crash after commit would leave it.
+    let hang = e2e::aws::sdk_config_for(&format!("http://127.0.0.1:{}", black_hole().await)).await;
+    let app = sys.command_publishing_via(&hang, Duration::from_secs(300));
+    let abandoned = tokio::time::timeout(
+        Duration::from_secs(3),
+        app.handle(post_order(&order_body("crash"))),
+    )
+    .await;
+    assert!(
+        abandoned.is_err(),
+        "the request was still publishing when it was cut off"
+    );
+    assert_eq!(sys.count("orders"), 1, "the order was committed");
+    assert_eq!(
+        sys.pg.psql(
+            "orders",
+            "SELECT (published_at IS NULL) || ' ' || attempts FROM outbox"
+        ),
+        "true 0",
+        "its event never left the outbox"
+    );
+
+    assert_eq!(sys.relay().await.published, 1);
+    assert_eq!(sys.drain(1, Duration::from_secs(20)).await, 1);
+    assert_converged(&sys.verify().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_delivered_three_times_leaves_one_item_and_one_receipt() {
+    let sys = TestSystem::start(false).await;
+    let (_, created) = read_json(&sys.command.handle(post_order(&order_body("dup"))).await);
+    let id = created["orderId"].as_str().unwrap();
+    let records = sys.receive(Duration::from_secs(10)).await;
+    assert_eq!(records.len(), 1);
+    for _ in 0..3 {
+        assert!(sys
+            .project(records.clone())
+            .await
+            .batch_item_failures
+            .is_empty());
+    }
+    assert_eq!(sys.receipt_keys(id).await.len(), 1);
+    assert_converged(&sys.verify().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_or_s3_failing_for_some_records_fails_only_those_until_redelivery() {
+    let sys = TestSystem::start(false).await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let (_, created) = read_json(
+            &sys.command
+                .handle(post_order(&order_body(&format!("f{i}"))))
+                .await,
+        );
+        ids.push(created["orderId"].as_str().unwrap().to_string());
+    }
+    let mut records = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while records.len() < 4 && std::time::Instant::now() < deadline {
+        records.extend(sys.receive(Duration::from_secs(1)).await);
+    }
+    assert_eq!(records.len(), 4);
+
+    let proxy = FaultProxy::start(sys.moto.endpoint()).await;
+    // The DynamoDB write of order 0 fails; the S3 receipt of order 1 fails (its item is
+    // written first, so the retry must complete the receipt).
+    proxy.block(&format!("\"S\":\"{}\"", ids[0]));
+    proxy.block(&format!("receipts/{}/", ids[1]));
+    let faulty = sys.projector_via(&e2e::aws::sdk_config_for(&proxy.endpoint()).await);
+    let mut event = aws_lambda_events::sqs::SqsEvent::default();
+    event.records = records.clone();
+    let response = faulty.handle(event).await.unwrap();
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    let order_of = |message_id: &str| {
+        let r = records
+            .iter()
+            .find(|r| r.message_id.as_deref() == Some(message_id))
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
+        let event: serde_json::Value =
+            serde_json::from_str(body["Message"].as_str().unwrap()).unwrap();
+        event["orderId"].as_str().unwrap().to_string()
+    };
+    let mut failed_orders: Vec<String> = failed.iter().map(|m| order_of(m)).collect();
+    failed_orders.sort();
+    let mut want = vec![ids[0].clone(), ids[1].clone()];
+    want.sort();
+    assert_eq!(
+        failed_orders, want,
+        "only the records that hit a fault failed"
+    );
+    assert!(proxy.failures() >= 2);
+    assert!(!sys.verify().await.is_clean());
+
+    // Redelivery of the failed records, with the fault gone.
+    proxy.clear();
+    let mut retry = aws_lambda_events::sqs::SqsEvent::default();
+    retry.records = records
+        .into_iter()
+        .filter(|r| failed.contains(r.message_id.as_ref().unwrap()))
+        .collect();
+    assert!(faulty
+        .handle(retry)
+        .await
+        .unwrap()
+        .batch_item_failures
+        .is_empty());
+    assert_eq!(sys.receipt_keys(&ids[1]).await.len(), 1);
+    assert_converged(&sys.verify().await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_events_are_reported_failed_and_disturb_nothing_else() {
+    let sys = TestSystem::start(true).await;
+    let (_, created) = read_json(&sys.command.handle(post_order(&order_body("good"))).await);
+    let records = sys.receive(Duration::from_secs(10)).await;
+    assert_eq!(records.len(), 1);
+    let good = records[0].clone();
+    let event: serde_json::Value = serde_json::from_str(good.body.as_deref().unwrap()).unwrap();
+    let mut newer_schema = event.clone();
+    newer_schema["schemaVersion"] = 2.into();
+    let mut unknown_type = event.clone();
+    unknown_type["eventType"] = "OrderRefunded".into();
+    let bad_bodies = [
+        ("not-json", "<xml>nope</xml>".to_string()),
+        ("not-an-event", r#"{"orderId": 42}"#.to_string()),
+        ("unknown-type", unknown_type.to_string()),
+        ("newer-schema", newer_schema.to_string()),
+    ];
+    let mut batch = vec![good];
+    for (id, body) in &bad_bodies {
+        let mut r = batch[0].clone();
+        r.message_id = Some(id.to_string());
+        r.body = Some(body.clone());
+        batch.push(r);
+    }
+    let response = sys.project(batch).await;
+    let mut failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        ["newer-schema", "not-an-event", "not-json", "unknown-type"]
+    );
+    assert_eq!(created["orderId"].as_str().map(|s| s.len()), Some(36));
+    assert_converged(&sys.verify().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_relays_never_publish_an_event_twice() {
+    let sys = TestSystem::start(false).await;
+    let dead = e2e::aws::sdk_config_for(&format!("http://127.0.0.1:{}", e2e::free_port())).await;
+    let app = sys.command_publishing_via(&dead, Duration::from_millis(300));
+    let n = 12;
+    for i in 0..n {
+        assert_eq!(
+            read_json(&app.handle(post_order(&order_body(&format!("r{i}")))).await).0,
+            201
+        );
+    }
+    let publisher = EventPublisher::new(
+        &sys.aws,
+        sys.resources.topic_arn.clone(),
+        Duration::from_secs(2),
+    );
+    let settings = relay_settings();
+    let (a, b) = tokio::join!(
+        relay_once(sys.store.pool(), &publisher, &settings),
+        relay_once(sys.store.pool(), &publisher, &settings)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.published + b.published, n, "{a:?} {b:?}");
+    assert_eq!(sys.drain(n, Duration::from_secs(30)).await, n);
+    assert!(
+        sys.receive(Duration::from_secs(2)).await.is_empty(),
+        "no duplicate reached the queue"
+    );
+    assert_converged(&sys.verify().await, n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_restores_a_lost_read_model_without_overwriting_newer_views() {
+    let sys = TestSystem::start(false).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (_, created) = read_json(
+            &sys.command
+                .handle(post_order(&order_body(&format!("b{i}"))))
+                .await,
+        );
+        ids.push(created["orderId"].as_str().unwrap().to_string());
+    }
+    assert_eq!(sys.drain(5, Duration::from_secs(20)).await, 5);
+    assert_converged(&sys.verify().await, 5);
+
+    // Lose two items, and let a "newer" view of a third appear (as if the live updater had
+    // just projected version 2).
+    let dynamo = aws_sdk_dynamodb::Client::new(&sys.aws);
+    for id in &ids[..2] {
+        dynamo
+            .delete_item()
+            .table_name(&sys.resources.table)
+            .key(
+                "orderId",
+                aws_sdk_dynamodb::types::AttributeValue::S(id.clone()),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut newer = sys
+        .read_model
+        .views
+        .get(ids[2].parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    newer.version = 2;
+    sys.read_model.views.put_if_not_older(&newer).await.unwrap();
+    let drift = sys.verify().await.drift;
+    assert_eq!(drift.len(), 3, "{drift:?}");
+
+    let report = orders::reconcile::rebuild(&sys.store, &sys.read_model, None, 2)
+        .await
+        .unwrap();
+    assert_eq!((report.applied, report.stale, report.failed), (4, 1, 0));
+    let view = sys
+        .read_model
+        .views
+        .get(ids[2].parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(view.version, 2, "rebuild did not overwrite the newer view");
+    let drift = sys.verify().await.drift;
+    assert_eq!(
+        drift.len(),
+        1,
+        "only the simulated newer view differs: {drift:?}"
+    );
+
+    // Rebuilding one order.
+    dynamo
+        .delete_item()
+        .table_name(&sys.resources.table)
+        .key(
+            "orderId",
+            aws_sdk_dynamodb::types::AttributeValue::S(ids[4].clone()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let one = orders::reconcile::rebuild(
+        &sys.store,
+        &sys.read_model,
+        Some(ids[4].parse().unwrap()),
+        100,
+    )
+    .await
+    .unwrap();
+    assert_eq!(one.applied, 1);
+    assert!(sys
+        .read_model
+        .views
+        .get(ids[4].parse().unwrap())
+        .await
+        .unwrap()
+        .is_some());
+}
