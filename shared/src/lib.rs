@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod domain;
+pub mod metrics;
 pub mod problem;
 pub mod telemetry;
 

@@ -4,6 +4,7 @@ use lambda_http::http::{header, HeaderValue, Method};
 use lambda_http::{Body, Request, RequestExt, Response};
 use orders::domain::validation::decode_request;
 use orders::http::{body_bytes, json_response, problem_response};
+use orders::metrics::MetricSet;
 use orders::postgres::{CreateOutcome, DbError, IdempotencyClaim, OrderStore};
 use orders::problem::Problem;
 use orders::sns::EventPublisher;
@@ -61,6 +62,7 @@ impl CommandApp {
             Ok(response) => response,
             Err(problem) => problem_response(&problem),
         };
+        record_outcome(&response);
         if let Ok(value) = HeaderValue::from_str(&correlation_id) {
             response.headers_mut().insert(CORRELATION_HEADER, value);
         }
@@ -138,6 +140,7 @@ impl CommandApp {
             }
             Err(err) => {
                 tracing::warn!(order_id = %event.order_id, error = %err, "publish failed; event left in the outbox");
+                MetricSet::new().count("PublishFailures", 1).emit();
                 if let Err(db) = self
                     .orders
                     .record_publish_failure(event.event_id, &err.to_string())
@@ -148,6 +151,21 @@ impl CommandApp {
             }
         }
     }
+}
+
+/// One EMF line per request: created, replayed, rejected or failed.
+fn record_outcome(response: &Response<Body>) {
+    let status = response.status().as_u16();
+    let replayed = response.headers().contains_key(REPLAYED_HEADER);
+    MetricSet::new()
+        .count("OrdersCreated", usize::from(status == 201 && !replayed))
+        .count("IdempotentReplays", usize::from(replayed))
+        .count(
+            "ValidationFailures",
+            usize::from((400..500).contains(&status)),
+        )
+        .count("CommandErrors", usize::from(status >= 500))
+        .emit();
 }
 
 fn check_content_type(request: &Request) -> Result<(), Problem> {

@@ -3,6 +3,7 @@
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use orders::config::RelayConfig;
+use orders::metrics::{MetricSet, Unit};
 use orders::relay::{relay_once, RelaySettings};
 use orders::sns::EventPublisher;
 
@@ -31,6 +32,13 @@ async fn main() -> Result<(), Error> {
                 outbox_oldest_age_seconds = report.oldest_age_seconds,
                 "relay run finished"
             );
+            MetricSet::new()
+                .count("OutboxPublished", report.published)
+                .count("OutboxPublishFailed", report.failed)
+                .count("OutboxBacklog", report.backlog.max(0) as usize)
+                .metric("OutboxOldestAge", Unit::Seconds, report.oldest_age_seconds)
+                .count("IdempotencyKeysExpired", report.expired_keys as usize)
+                .emit();
             Ok::<_, Error>(serde_json::to_value(&report)?)
         },
     ))

@@ -4,6 +4,7 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use futures::stream::{self, StreamExt};
 use orders::domain::event::{decode_message, EventDecodeError};
 use orders::domain::view::project_event;
+use orders::metrics::{MetricSet, Unit};
 use orders::projection::{ApplyError, ReadModel};
 use tracing::Instrument;
 
@@ -19,6 +20,14 @@ pub enum ProjectionError {
     Decode(#[from] EventDecodeError),
     #[error(transparent)]
     Store(#[from] ApplyError),
+}
+
+/// A record that was handled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Projected {
+    pub outcome: ProjectionOutcome,
+    /// Milliseconds from the event's occurrence to its projection.
+    pub lag_ms: f64,
 }
 
 /// A failed record without a message id cannot be reported alone, so the whole batch fails.
@@ -44,7 +53,8 @@ impl Projector {
     /// Projects a batch, at most `concurrency` records at a time, and names the failed ones
     /// (ReportBatchItemFailures): one bad record never fails or drops the others.
     pub async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, UnidentifiableFailure> {
-        let results: Vec<(Option<String>, Result<ProjectionOutcome, ProjectionError>)> =
+        let batch_size = event.records.len();
+        let results: Vec<(Option<String>, Result<Projected, ProjectionError>)> =
             stream::iter(event.records)
                 .map(|record| async move {
                     let id = record.message_id.clone();
@@ -55,6 +65,31 @@ impl Projector {
                 .buffer_unordered(self.concurrency)
                 .collect()
                 .await;
+
+        let (mut applied, mut stale, mut max_lag) = (0, 0, 0f64);
+        for projected in results.iter().filter_map(|(_, r)| r.as_ref().ok()) {
+            match projected.outcome {
+                ProjectionOutcome::Applied => applied += 1,
+                ProjectionOutcome::Stale => stale += 1,
+            }
+            max_lag = max_lag.max(projected.lag_ms);
+        }
+        let failed = batch_size - applied - stale;
+        tracing::info!(
+            batch_size,
+            applied,
+            stale,
+            failed,
+            projection_lag_max_ms = max_lag,
+            "batch projected"
+        );
+        MetricSet::new()
+            .count("BatchSize", batch_size)
+            .count("ProjectionsApplied", applied)
+            .count("ProjectionsStale", stale)
+            .count("ProjectionsFailed", failed)
+            .metric("ProjectionLag", Unit::Milliseconds, max_lag)
+            .emit();
 
         let mut response = SqsBatchResponse::default();
         for (message_id, result) in results {
@@ -73,13 +108,14 @@ impl Projector {
 
     /// Decodes one record and applies its projection (see [`ReadModel::apply`]): a stale or
     /// duplicate event changes nothing and is acknowledged.
-    pub async fn project_record(
-        &self,
-        record: &SqsMessage,
-    ) -> Result<ProjectionOutcome, ProjectionError> {
+    pub async fn project_record(&self, record: &SqsMessage) -> Result<Projected, ProjectionError> {
         let result = self.project(record).await;
         match &result {
-            Ok(outcome) => tracing::info!(?outcome, "record projected"),
+            Ok(projected) => tracing::info!(
+                outcome = projected.outcome.as_str(),
+                projection_lag_ms = projected.lag_ms,
+                "record projected"
+            ),
             Err(err @ ProjectionError::Decode(_)) | Err(err @ ProjectionError::NoBody) => {
                 tracing::error!(error = %err, "record rejected")
             }
@@ -88,7 +124,7 @@ impl Projector {
         result
     }
 
-    async fn project(&self, record: &SqsMessage) -> Result<ProjectionOutcome, ProjectionError> {
+    async fn project(&self, record: &SqsMessage) -> Result<Projected, ProjectionError> {
         let body = record.body.as_deref().ok_or(ProjectionError::NoBody)?;
         let event = decode_message(body)?;
         tracing::info!(
@@ -98,7 +134,10 @@ impl Projector {
             correlation_id = event.correlation_id.as_deref().unwrap_or(""),
             "projecting event"
         );
-        let projection = project_event(&event, time::OffsetDateTime::now_utc());
-        Ok(self.read_model.apply(&projection).await?)
+        let now = time::OffsetDateTime::now_utc();
+        let projection = project_event(&event, now);
+        let outcome = self.read_model.apply(&projection).await?;
+        let lag_ms = ((now - event.occurred_at).as_seconds_f64() * 1000.0).max(0.0);
+        Ok(Projected { outcome, lag_ms })
     }
 }
