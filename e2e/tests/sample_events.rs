@@ -1,13 +1,27 @@
 //! Every file in `events/` is a valid event for its handler and gives the documented result.
 
 use aws_lambda_events::sqs::SqsEvent;
-use e2e::system::{read_json, TestSystem};
+use e2e::system::{post_order, read_json, TestSystem};
 use orders::domain::view::project_event;
 use orders::dynamodb::OrderViewStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_sample_event_runs_through_its_handler() {
     let sys = TestSystem::start(false).await;
+    // An order whose publish failed, for the relay sample to find.
+    let dead = e2e::aws::sdk_config_for(&format!("http://127.0.0.1:{}", e2e::free_port())).await;
+    let unpublished = sys.command_publishing_via(&dead, std::time::Duration::from_millis(300));
+    let (status, pending) = read_json(
+        &unpublished
+            .handle(post_order(&e2e::system::order_body("relay-sample")))
+            .await,
+    );
+    assert_eq!(status, 201);
+    let publisher = orders::sns::EventPublisher::new(
+        &sys.aws,
+        sys.resources.topic_arn.clone(),
+        std::time::Duration::from_secs(2),
+    );
     let dir = e2e::workspace_root().join("events");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
@@ -31,7 +45,36 @@ async fn every_sample_event_runs_through_its_handler() {
     for name in &names {
         let text = std::fs::read_to_string(dir.join(name)).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-        if value.get("Records").is_some() {
+        if value.get("detail-type").and_then(|d| d.as_str()) == Some("Scheduled Event") {
+            // The relay's schedule: with a failed publish waiting, the run publishes it.
+            let relay = relay::Relay::new(
+                sys.store.pool().clone(),
+                publisher.clone(),
+                e2e::system::relay_settings(),
+            );
+            let report = relay
+                .handle(value)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                (report.published, report.backlog),
+                (1, 0),
+                "{name}: {report:?}"
+            );
+            // On the queue now: that event, and the one the post-order sample published.
+            assert_eq!(
+                sys.drain(2, std::time::Duration::from_secs(20)).await,
+                2,
+                "{name}"
+            );
+            let id = pending["orderId"].as_str().unwrap();
+            let (status, view) = read_json(&sys.query.handle(e2e::system::get_order(id)).await);
+            assert_eq!(
+                (status, view["customerId"].as_str()),
+                (200, Some("relay-sample")),
+                "{name}"
+            );
+        } else if value.get("Records").is_some() {
             let event: SqsEvent =
                 serde_json::from_value(value).unwrap_or_else(|e| panic!("{name}: {e}"));
             let ids: Vec<_> = event

@@ -1,0 +1,49 @@
+//! The outbox relay handler: one run per scheduled invocation.
+
+use orders::metrics::{MetricSet, Unit};
+use orders::postgres::DbError;
+use orders::relay::{relay_once, RelayReport, RelaySettings};
+use orders::sns::EventPublisher;
+
+/// The relay's dependencies, built once per process.
+pub struct Relay {
+    pool: deadpool_postgres::Pool,
+    publisher: EventPublisher,
+    settings: RelaySettings,
+}
+
+impl Relay {
+    pub fn new(
+        pool: deadpool_postgres::Pool,
+        publisher: EventPublisher,
+        settings: RelaySettings,
+    ) -> Self {
+        Self {
+            pool,
+            publisher,
+            settings,
+        }
+    }
+
+    /// Runs once, whatever the triggering event (an EventBridge schedule, or a manual invoke),
+    /// and reports what it did and the backlog it left.
+    pub async fn handle(&self, _event: serde_json::Value) -> Result<RelayReport, DbError> {
+        let report = relay_once(&self.pool, &self.publisher, &self.settings).await?;
+        tracing::info!(
+            published = report.published,
+            failed = report.failed,
+            expired_keys = report.expired_keys,
+            outbox_backlog = report.backlog,
+            outbox_oldest_age_seconds = report.oldest_age_seconds,
+            "relay run finished"
+        );
+        MetricSet::new()
+            .count("OutboxPublished", report.published)
+            .count("OutboxPublishFailed", report.failed)
+            .count("OutboxBacklog", report.backlog.max(0) as usize)
+            .metric("OutboxOldestAge", Unit::Seconds, report.oldest_age_seconds)
+            .count("IdempotencyKeysExpired", report.expired_keys as usize)
+            .emit();
+        Ok(report)
+    }
+}
