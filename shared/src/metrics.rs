@@ -3,7 +3,6 @@
 //! Dimensions are kept to function and stage to bound cost.
 
 use serde_json::{json, Map, Value};
-use std::io::Write;
 
 /// CloudWatch metric units used here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,9 +85,8 @@ impl MetricSet {
         if self.metrics.is_empty() {
             return;
         }
-        let line = self.to_json().to_string();
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
+        // println! (not a raw stdout handle) so that test harnesses capture it.
+        println!("{}", self.to_json());
     }
 }
 

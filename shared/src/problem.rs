@@ -1,34 +1,56 @@
 //! RFC 9457 problem details: the body of every error response.
 
 use crate::domain::validation::{DecodeError, FieldError};
-use serde::{Deserialize, Serialize};
+use serde::{Serialize, Serializer};
 
 /// The media type of every error response.
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
 /// An error response body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
-    /// A relative URI naming the kind of problem; documented in the README.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
+    /// The kind of problem, serialized as the relative URI `/problems/{kind}` (documented in
+    /// the README).
+    #[serde(rename = "type", serialize_with = "problem_type")]
+    pub kind: &'static str,
+    pub title: &'static str,
     pub status: u16,
     pub detail: String,
     /// The fields at fault, for validation problems.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Extension members specific to the problem type (for example `currentStatus`).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+}
+
+fn problem_type<S: Serializer>(kind: &&'static str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format!("/problems/{kind}"))
 }
 
 impl Problem {
-    pub fn new(status: u16, kind: &str, title: &str, detail: impl Into<String>) -> Self {
+    pub fn new(
+        status: u16,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
-            kind: format!("/problems/{kind}"),
-            title: title.into(),
+            kind,
+            title,
             status,
             detail: detail.into(),
             errors: Vec::new(),
+            extensions: None,
         }
+    }
+
+    /// Adds an extension member.
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extensions
+            .get_or_insert_with(Default::default)
+            .insert(key.to_string(), value.into());
+        self
     }
 
     /// 422: the body was well-formed but broke the rules listed in `errors`.
@@ -77,7 +99,7 @@ impl Problem {
         }
     }
 
-    pub fn bad_request(kind: &str, detail: impl Into<String>) -> Self {
+    pub fn bad_request(kind: &'static str, detail: impl Into<String>) -> Self {
         Self::new(400, kind, "Bad request", detail)
     }
 

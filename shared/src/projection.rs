@@ -50,13 +50,11 @@ impl ReadModel {
         match self.views.put_if_not_older(&projection.view).await? {
             WriteOutcome::Stale => Ok(ProjectionOutcome::Stale),
             WriteOutcome::Applied => {
-                self.receipts
-                    .put(
-                        &projection.receipt_key,
-                        projection.receipt.to_json(),
-                        "application/json",
-                    )
-                    .await?;
+                for doc in &projection.documents {
+                    self.receipts
+                        .put(&doc.key, doc.body.clone(), doc.content_type)
+                        .await?;
+                }
                 Ok(ProjectionOutcome::Applied)
             }
         }

@@ -1,4 +1,7 @@
-//! `POST /orders`: validate, store the order and its event in one transaction, publish.
+//! The write side's HTTP commands: `POST /orders` and `POST /orders/{id}/status`.
+//! Each stores its change and its event in one transaction, then publishes the event.
+
+mod status;
 
 use lambda_http::http::{header, HeaderValue, Method};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -10,10 +13,11 @@ use orders::problem::Problem;
 use orders::sns::EventPublisher;
 use orders::{Order, OrderEvent};
 use serde::Serialize;
+use std::time::Duration;
 
 /// The header that carries one id from the HTTP request to every log line of the order.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
-/// The header with which a client makes a retried `POST` safe.
+/// The header with which a client makes a retried command safe.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 /// Set on a response that replays the one stored with the idempotency key.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
@@ -24,13 +28,13 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 pub struct CommandApp {
     orders: OrderStore,
     publisher: EventPublisher,
-    idempotency_ttl: std::time::Duration,
+    idempotency_ttl: Duration,
 }
 
-/// The body of a 201 response.
+/// An order as the write side returns it.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct OrderCreatedResponse<'a> {
+struct OrderResponse<'a> {
     order_id: String,
     status: &'static str,
     version: i64,
@@ -39,14 +43,19 @@ struct OrderCreatedResponse<'a> {
     lines: &'a [orders::OrderLine],
     #[serde(with = "time::serde::rfc3339")]
     created_at: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    updated_at: time::OffsetDateTime,
+    history: &'a [orders::domain::order::StatusChange],
+}
+
+/// The routes this function serves.
+enum Route {
+    CreateOrder,
+    ChangeStatus(String),
 }
 
 impl CommandApp {
-    pub fn new(
-        orders: OrderStore,
-        publisher: EventPublisher,
-        idempotency_ttl: std::time::Duration,
-    ) -> Self {
+    pub fn new(orders: OrderStore, publisher: EventPublisher, idempotency_ttl: Duration) -> Self {
         Self {
             orders,
             publisher,
@@ -58,10 +67,12 @@ impl CommandApp {
     /// `application/problem+json`.
     pub async fn handle(&self, request: Request) -> Response<Body> {
         let correlation_id = correlation_id(&request);
-        let mut response = match self.create_order(&request, &correlation_id).await {
-            Ok(response) => response,
-            Err(problem) => problem_response(&problem),
+        let result = match route(&request) {
+            Ok(Route::CreateOrder) => self.create_order(&request, &correlation_id).await,
+            Ok(Route::ChangeStatus(id)) => self.change_status(&request, &id, &correlation_id).await,
+            Err(problem) => Err(problem),
         };
+        let mut response = result.unwrap_or_else(|problem| problem_response(&problem));
         record_outcome(&response);
         if let Ok(value) = HeaderValue::from_str(&correlation_id) {
             response.headers_mut().insert(CORRELATION_HEADER, value);
@@ -74,9 +85,6 @@ impl CommandApp {
         request: &Request,
         correlation_id: &str,
     ) -> Result<Response<Body>, Problem> {
-        if request.method() != Method::POST {
-            return Err(Problem::method_not_allowed(request.method().as_str()));
-        }
         check_content_type(request)?;
         let key = idempotency_key(request)?;
         let input = decode_request(body_bytes(request.body())).map_err(Problem::undecodable)?;
@@ -88,46 +96,34 @@ impl CommandApp {
             Problem::validation(errors)
         })?;
         let event = OrderEvent::created(&order, Some(correlation_id.to_string()));
-        let body = created_body(&order);
+        let body = order_body(&order);
         let claim = key.as_deref().map(|key| IdempotencyClaim {
             scope: "POST /orders",
             key,
             request: &canonical,
-            status: 201,
-            response: &body,
             ttl: self.idempotency_ttl,
         });
         let outcome = self
             .orders
-            .create(&order, &event, claim.as_ref())
+            .create(&order, &event, claim.as_ref().map(|c| (c, &body)))
             .await
             .map_err(|err| storage_problem(&err))?;
         match outcome {
             CreateOutcome::Created => {
                 tracing::info!(order_id = %order.id, event_id = %event.event_id, total = order.total, "order created");
                 self.publish(&event).await;
-                Ok(created_response(201, &body, &order.id.to_string(), false))
+                Ok(order_response(201, &body, true, false))
             }
             CreateOutcome::Replayed(stored) => {
                 tracing::info!(order_id = %stored.order_id, "idempotent replay");
-                Ok(created_response(
-                    stored.status,
-                    &stored.body,
-                    &stored.order_id.to_string(),
-                    true,
-                ))
+                Ok(order_response(stored.status, &stored.body, true, true))
             }
-            CreateOutcome::KeyReused => Err(Problem::new(
-                422,
-                "idempotency-key-reused",
-                "Idempotency key reused",
-                "This Idempotency-Key was already used with a different request body",
-            )),
+            CreateOutcome::KeyReused => Err(key_reused()),
         }
     }
 
     /// Publishes after commit. A failure leaves the event in the outbox, unpublished, for the
-    /// relay; the order exists either way, so the client still gets 201.
+    /// relay; the change is stored either way, so the client still gets its success response.
     async fn publish(&self, event: &OrderEvent) {
         match self.publisher.publish(event).await {
             Ok(message_id) => {
@@ -151,6 +147,26 @@ impl CommandApp {
             }
         }
     }
+}
+
+fn route(request: &Request) -> Result<Route, Problem> {
+    let path = request.uri().path().trim_end_matches('/');
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let route = match segments.as_slice() {
+        ["orders"] => Route::CreateOrder,
+        ["orders", id, "status"] => {
+            let id = request
+                .path_parameters_ref()
+                .and_then(|p| p.first("id"))
+                .unwrap_or(id);
+            Route::ChangeStatus(id.to_string())
+        }
+        _ => return Err(Problem::not_found(format!("No route for {path}"))),
+    };
+    if request.method() != Method::POST {
+        return Err(Problem::method_not_allowed(request.method().as_str()));
+    }
+    Ok(route)
 }
 
 /// One EMF line per request: created, replayed, rejected or failed.
@@ -196,8 +212,17 @@ fn storage_problem(err: &DbError) -> Problem {
     }
 }
 
-fn created_body(order: &Order) -> serde_json::Value {
-    let body = OrderCreatedResponse {
+fn key_reused() -> Problem {
+    Problem::new(
+        422,
+        "idempotency-key-reused",
+        "Idempotency key reused",
+        "This Idempotency-Key was already used with a different request",
+    )
+}
+
+fn order_body(order: &Order) -> serde_json::Value {
+    let body = OrderResponse {
         order_id: order.id.to_string(),
         status: order.status.as_str(),
         version: order.version,
@@ -205,20 +230,31 @@ fn created_body(order: &Order) -> serde_json::Value {
         total: order.total,
         lines: &order.lines,
         created_at: order.created_at,
+        updated_at: order.updated_at,
+        history: &order.history,
     };
     serde_json::to_value(body).unwrap_or_default()
 }
 
-fn created_response(
+/// A response carrying an order body: its ETag (the version), and a Location when created.
+fn order_response(
     status: u16,
     body: &serde_json::Value,
-    order_id: &str,
+    created: bool,
     replayed: bool,
 ) -> Response<Body> {
     let mut response = json_response(status, body);
     let headers = response.headers_mut();
-    if let Ok(location) = HeaderValue::from_str(&format!("/orders/{order_id}")) {
-        headers.insert(header::LOCATION, location);
+    let id = body["orderId"].as_str().unwrap_or_default();
+    if created {
+        if let Ok(location) = HeaderValue::from_str(&format!("/orders/{id}")) {
+            headers.insert(header::LOCATION, location);
+        }
+    }
+    if let Some(version) = body["version"].as_i64() {
+        if let Ok(etag) = HeaderValue::from_str(&format!("\"{version}\"")) {
+            headers.insert(header::ETAG, etag);
+        }
     }
     if replayed {
         headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));

@@ -3,7 +3,7 @@
 //! Every event carries the full order snapshot at its version, so the projection never needs
 //! earlier events: a lost or reordered intermediate event cannot leave a wrong final state.
 
-use super::order::{Order, OrderId};
+use super::order::{Order, OrderId, OrderStatus};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -15,18 +15,25 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventType {
     OrderCreated,
+    /// Any status change but a cancellation.
+    OrderStatusChanged,
+    OrderCancelled,
 }
 
 impl EventType {
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::OrderCreated => "OrderCreated",
+            Self::OrderStatusChanged => "OrderStatusChanged",
+            Self::OrderCancelled => "OrderCancelled",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
         match s {
             "OrderCreated" => Some(Self::OrderCreated),
+            "OrderStatusChanged" => Some(Self::OrderStatusChanged),
+            "OrderCancelled" => Some(Self::OrderCancelled),
             _ => None,
         }
     }
@@ -52,9 +59,23 @@ pub struct OrderEvent {
 impl OrderEvent {
     /// The event that records a newly placed order.
     pub fn created(order: &Order, correlation_id: Option<String>) -> Self {
+        Self::of(EventType::OrderCreated, order, correlation_id)
+    }
+
+    /// The event that records the order's latest status change.
+    pub fn status_changed(order: &Order, correlation_id: Option<String>) -> Self {
+        let event_type = if order.status == OrderStatus::Cancelled {
+            EventType::OrderCancelled
+        } else {
+            EventType::OrderStatusChanged
+        };
+        Self::of(event_type, order, correlation_id)
+    }
+
+    fn of(event_type: EventType, order: &Order, correlation_id: Option<String>) -> Self {
         Self {
             event_id: Uuid::now_v7(),
-            event_type: EventType::OrderCreated,
+            event_type,
             schema_version: SCHEMA_VERSION,
             order_id: order.id,
             order_version: order.version,

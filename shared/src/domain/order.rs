@@ -70,6 +70,29 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    /// The lifecycle: PENDING -> CONFIRMED -> SHIPPED -> DELIVERED, and CANCELLED from
+    /// PENDING or CONFIRMED. DELIVERED and CANCELLED are final.
+    pub fn can_become(self, next: OrderStatus) -> bool {
+        use OrderStatus::*;
+        matches!(
+            (self, next),
+            (Pending, Confirmed)
+                | (Confirmed, Shipped)
+                | (Shipped, Delivered)
+                | (Pending, Cancelled)
+                | (Confirmed, Cancelled)
+        )
+    }
+
+    /// The statuses this one may move to.
+    pub fn next_statuses(self) -> Vec<OrderStatus> {
+        use OrderStatus::*;
+        [Pending, Confirmed, Shipped, Delivered, Cancelled]
+            .into_iter()
+            .filter(|n| self.can_become(*n))
+            .collect()
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Pending => "PENDING",
@@ -116,6 +139,28 @@ pub struct OrderLine {
     pub line_total: i64,
 }
 
+/// One status change in an order's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusChange {
+    pub from: OrderStatus,
+    pub to: OrderStatus,
+    /// The order's version after the change.
+    pub version: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A status change the lifecycle does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an order that is {from} cannot become {to}")]
+pub struct IllegalTransition {
+    pub from: &'static str,
+    pub to: &'static str,
+}
+
 /// An order: the write model's aggregate and the snapshot every event carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -134,6 +179,39 @@ pub struct Order {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// Every status change, oldest first.
+    #[serde(default)]
+    pub history: Vec<StatusChange>,
+}
+
+impl Order {
+    /// The order after moving to `to`: next version, history extended. Only transitions the
+    /// lifecycle allows.
+    pub fn with_status(
+        &self,
+        to: OrderStatus,
+        at: OffsetDateTime,
+        reason: Option<String>,
+    ) -> Result<Order, IllegalTransition> {
+        if !self.status.can_become(to) {
+            return Err(IllegalTransition {
+                from: self.status.as_str(),
+                to: to.as_str(),
+            });
+        }
+        let mut next = self.clone();
+        next.version += 1;
+        next.status = to;
+        next.updated_at = at;
+        next.history.push(StatusChange {
+            from: self.status,
+            to,
+            version: next.version,
+            at,
+            reason,
+        });
+        Ok(next)
+    }
 }
 
 /// Current time truncated to microseconds, PostgreSQL's `timestamptz` precision, so that a
@@ -172,6 +250,72 @@ mod tests {
             assert_eq!(s.as_str().parse::<OrderStatus>().unwrap(), s);
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
+    }
+
+    #[test]
+    fn lifecycle_allows_only_forward_moves_and_early_cancellation() {
+        use OrderStatus::*;
+        let all = [Pending, Confirmed, Shipped, Delivered, Cancelled];
+        let allowed: Vec<(OrderStatus, OrderStatus)> = all
+            .iter()
+            .flat_map(|a| all.iter().map(move |b| (*a, *b)))
+            .filter(|(a, b)| a.can_become(*b))
+            .collect();
+        assert_eq!(
+            allowed,
+            [
+                (Pending, Confirmed),
+                (Pending, Cancelled),
+                (Confirmed, Shipped),
+                (Confirmed, Cancelled),
+                (Shipped, Delivered)
+            ]
+        );
+        assert!(Delivered.next_statuses().is_empty());
+        assert!(Cancelled.next_statuses().is_empty());
+    }
+
+    #[test]
+    fn a_status_change_bumps_the_version_and_records_history() {
+        let at = now_micros();
+        let order = Order {
+            id: OrderId::new(),
+            customer: Customer {
+                id: "c".into(),
+                name: "n".into(),
+                email: "e@x.io".into(),
+            },
+            currency: "EUR".into(),
+            lines: vec![],
+            total: 0,
+            status: OrderStatus::Pending,
+            version: 1,
+            created_at: at,
+            updated_at: at,
+            history: vec![],
+        };
+        let confirmed = order.with_status(OrderStatus::Confirmed, at, None).unwrap();
+        assert_eq!(
+            (confirmed.version, confirmed.status),
+            (2, OrderStatus::Confirmed)
+        );
+        assert_eq!(confirmed.history.len(), 1);
+        assert_eq!(confirmed.history[0].from, OrderStatus::Pending);
+        let err = confirmed
+            .with_status(OrderStatus::Delivered, at, None)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "an order that is CONFIRMED cannot become DELIVERED"
+        );
+        let cancelled = confirmed
+            .with_status(OrderStatus::Cancelled, at, Some("changed my mind".into()))
+            .unwrap();
+        assert_eq!(cancelled.version, 3);
+        assert_eq!(
+            cancelled.history[1].reason.as_deref(),
+            Some("changed my mind")
+        );
     }
 
     #[test]

@@ -1,15 +1,24 @@
-//! The receipt document stored for each order version.
+//! Documents stored beside each order: the receipt (HTML for people, JSON for programs) and,
+//! for a cancelled order, a cancellation notice. Keys are fixed per order and the content is
+//! a pure function of the order, so every retry or rebuild rewrites the same bytes.
 
-use super::order::{Customer, Order, OrderId, OrderLine};
+use super::order::{Customer, Order, OrderId, OrderLine, OrderStatus};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-/// A receipt: what the customer bought, for how much, as of one order version.
+/// One object to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub key: String,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+/// What the customer bought and for how much. Status changes do not alter it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Receipt {
     pub order_id: OrderId,
-    pub order_version: i64,
     pub customer: Customer,
     pub currency: String,
     pub lines: Vec<OrderLine>,
@@ -18,28 +27,213 @@ pub struct Receipt {
     pub issued_at: OffsetDateTime,
 }
 
+/// The key of the HTML receipt.
+pub fn receipt_key(id: OrderId) -> String {
+    format!("receipts/{id}/receipt.html")
+}
+
+/// The key of the JSON copy of the receipt.
+pub fn receipt_json_key(id: OrderId) -> String {
+    format!("receipts/{id}/receipt.json")
+}
+
+/// The key of the cancellation notice.
+pub fn cancellation_key(id: OrderId) -> String {
+    format!("receipts/{id}/cancellation.html")
+}
+
 impl Receipt {
     pub fn for_order(order: &Order) -> Self {
         Self {
             order_id: order.id,
-            order_version: order.version,
             customer: order.customer.clone(),
             currency: order.currency.clone(),
             lines: order.lines.clone(),
             total: order.total,
-            issued_at: order.updated_at,
+            issued_at: order.created_at,
         }
     }
+}
 
-    /// The object key: one per order version, so a redelivered event overwrites its own
-    /// receipt and never adds another.
-    pub fn key(order_id: OrderId, version: i64) -> String {
-        format!("receipts/{order_id}/v{version}.json")
+/// Every document an order has: the receipt in both forms, and the notice once cancelled.
+pub fn documents(order: &Order) -> Vec<Document> {
+    let receipt = Receipt::for_order(order);
+    let mut docs = vec![
+        Document {
+            key: receipt_key(order.id),
+            content_type: "text/html; charset=utf-8",
+            body: receipt_html(&receipt).into_bytes(),
+        },
+        Document {
+            key: receipt_json_key(order.id),
+            content_type: "application/json",
+            // Serializing plain data with string keys cannot fail.
+            body: serde_json::to_vec_pretty(&receipt).unwrap_or_default(),
+        },
+    ];
+    if let Some(html) = cancellation_html(order) {
+        docs.push(Document {
+            key: cancellation_key(order.id),
+            content_type: "text/html; charset=utf-8",
+            body: html.into_bytes(),
+        });
+    }
+    docs
+}
+
+/// An amount in minor units written in major units, e.g. `39.98 EUR` or `1200 JPY`.
+pub fn format_money(minor: i64, currency: &str) -> String {
+    let exponent = iso_currency::Currency::from_code(currency)
+        .and_then(|c| c.exponent())
+        .unwrap_or(2) as u32;
+    if exponent == 0 {
+        return format!("{minor} {currency}");
+    }
+    let scale = 10i64.pow(exponent);
+    let sign = if minor < 0 { "-" } else { "" };
+    let abs = minor.unsigned_abs();
+    format!(
+        "{sign}{}.{:0width$} {currency}",
+        abs / scale as u64,
+        abs % scale as u64,
+        width = exponent as usize
+    )
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\
+         <style>body{{font-family:sans-serif;max-width:40em;margin:2em auto}}\
+         table{{border-collapse:collapse;width:100%}}td,th{{padding:.3em;border-bottom:1px solid #ccc;text-align:left}}\
+         .n{{text-align:right}}</style></head>\n<body>\n{}\n</body></html>\n",
+        escape(title),
+        body
+    )
+}
+
+/// The receipt as a standalone HTML page.
+pub fn receipt_html(receipt: &Receipt) -> String {
+    let rows: String = receipt
+        .lines
+        .iter()
+        .map(|l| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>\n",
+                escape(&l.sku),
+                escape(&l.name),
+                l.quantity,
+                format_money(l.unit_price, &receipt.currency),
+                format_money(l.line_total, &receipt.currency)
+            )
+        })
+        .collect();
+    let body = format!(
+        "<h1>Receipt</h1>\n<p>Order <code>{id}</code><br>Issued {issued}</p>\n\
+         <p>{name} &lt;{email}&gt;<br>Customer {customer}</p>\n\
+         <table><thead><tr><th>SKU</th><th>Item</th><th class=\"n\">Qty</th><th class=\"n\">Unit price</th><th class=\"n\">Line total</th></tr></thead>\n\
+         <tbody>\n{rows}</tbody>\n<tfoot><tr><th colspan=\"4\">Total</th><th class=\"n\">{total}</th></tr></tfoot></table>",
+        id = receipt.order_id,
+        issued = rfc3339(receipt.issued_at),
+        name = escape(&receipt.customer.name),
+        email = escape(&receipt.customer.email),
+        customer = escape(&receipt.customer.id),
+        total = format_money(receipt.total, &receipt.currency),
+    );
+    page(&format!("Receipt {}", receipt.order_id), &body)
+}
+
+/// The cancellation notice, for a cancelled order.
+pub fn cancellation_html(order: &Order) -> Option<String> {
+    if order.status != OrderStatus::Cancelled {
+        return None;
+    }
+    let change = order
+        .history
+        .iter()
+        .rev()
+        .find(|c| c.to == OrderStatus::Cancelled);
+    let at = change.map(|c| c.at).unwrap_or(order.updated_at);
+    let reason = change
+        .and_then(|c| c.reason.as_deref())
+        .map(|r| format!("<p>Reason: {}</p>\n", escape(r)))
+        .unwrap_or_default();
+    let body = format!(
+        "<h1>Order cancelled</h1>\n<p>Order <code>{}</code> placed {} by {} was cancelled on {}.</p>\n{reason}\
+         <p>Amount not charged or refunded: {}</p>",
+        order.id,
+        rfc3339(order.created_at),
+        escape(&order.customer.name),
+        rfc3339(at),
+        format_money(order.total, &order.currency),
+    );
+    Some(page(&format!("Cancellation {}", order.id), &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::event::tests::sample_event;
+    use crate::domain::order::now_micros;
+
+    #[test]
+    fn money_is_written_with_the_currency_exponent() {
+        assert_eq!(format_money(3998, "EUR"), "39.98 EUR");
+        assert_eq!(format_money(5, "USD"), "0.05 USD");
+        assert_eq!(format_money(1200, "JPY"), "1200 JPY");
+        assert_eq!(format_money(1234, "BHD"), "1.234 BHD");
     }
 
-    /// The stored bytes: a pure function of the order, so retries write identical content.
-    pub fn to_json(&self) -> Vec<u8> {
-        // Serializing plain data with string keys cannot fail.
-        serde_json::to_vec_pretty(self).unwrap_or_default()
+    #[test]
+    fn receipt_documents_are_the_same_for_every_version() {
+        let order = sample_event().order;
+        let confirmed = order
+            .with_status(OrderStatus::Confirmed, now_micros(), None)
+            .unwrap();
+        assert_eq!(documents(&order), documents(&confirmed));
+        let docs = documents(&order);
+        assert_eq!(docs.len(), 2);
+        let html = String::from_utf8(docs[0].body.clone()).unwrap();
+        assert!(html.contains("7.50 EUR") && html.contains(&order.id.to_string()));
+    }
+
+    #[test]
+    fn cancellation_adds_a_notice_and_escapes_text() {
+        let mut order = sample_event().order;
+        order.customer.name = "<script>alert(1)</script>".into();
+        let cancelled = order
+            .with_status(
+                OrderStatus::Cancelled,
+                now_micros(),
+                Some("too \"late\"".into()),
+            )
+            .unwrap();
+        let docs = documents(&cancelled);
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[2].key, cancellation_key(order.id));
+        let html = String::from_utf8(docs[2].body.clone()).unwrap();
+        assert!(html.contains("too &quot;late&quot;"));
+        assert!(!html.contains("<script>"));
+        let receipt = String::from_utf8(docs[0].body.clone()).unwrap();
+        assert!(receipt.contains("&lt;script&gt;"));
     }
 }

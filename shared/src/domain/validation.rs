@@ -2,6 +2,7 @@
 //! errors that say exactly what is wrong.
 
 use super::order::{now_micros, Customer, Order, OrderId, OrderLine, OrderStatus};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// The largest request body accepted, in bytes.
@@ -13,6 +14,7 @@ pub const MAX_UNIT_PRICE: i64 = 100_000_000_000;
 const MAX_ID_CHARS: usize = 64;
 const MAX_NAME_CHARS: usize = 200;
 const MAX_EMAIL_CHARS: usize = 254;
+const MAX_REASON_CHARS: usize = 500;
 
 /// The body of `POST /orders`, as the client sent it. Unknown fields are rejected so that a
 /// misspelt field is reported instead of silently ignored.
@@ -73,8 +75,13 @@ pub enum DecodeError {
     Field(FieldError),
 }
 
-/// Reads a JSON body, naming the field at fault when its shape is wrong.
+/// Reads a `POST /orders` body.
 pub fn decode_request(body: &[u8]) -> Result<CreateOrderRequest, DecodeError> {
+    decode_body(body)
+}
+
+/// Reads a JSON object body, naming the field at fault when its shape is wrong.
+pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(DecodeError::TooLarge(body.len()));
     }
@@ -90,7 +97,7 @@ pub fn decode_request(body: &[u8]) -> Result<CreateOrderRequest, DecodeError> {
         Some(_) => {}
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let result: Result<CreateOrderRequest, _> = serde_path_to_error::deserialize(&mut de);
+    let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     let request = match result {
         Ok(request) => request,
         Err(err) => {
@@ -282,7 +289,42 @@ impl CreateOrderRequest {
             version: 1,
             created_at: now,
             updated_at: now,
+            history: Vec::new(),
         })
+    }
+}
+
+/// The body of `POST /orders/{id}/status`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangeStatusRequest {
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl ChangeStatusRequest {
+    /// The target status and the trimmed reason, or what is wrong with them.
+    pub fn validate(&self) -> Result<(OrderStatus, Option<String>), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let status = self.status.parse::<OrderStatus>().map_err(|_| {
+            FieldError::new(
+                "status",
+                "must be one of PENDING, CONFIRMED, SHIPPED, DELIVERED, CANCELLED",
+            )
+        });
+        if let Err(e) = &status {
+            errors.push(e.clone());
+        }
+        if let Some(reason) = &self.reason {
+            check_text(&mut errors, || "reason".into(), reason, MAX_REASON_CHARS);
+        }
+        match status {
+            Ok(status) if errors.is_empty() => {
+                Ok((status, self.reason.as_ref().map(|r| r.trim().to_string())))
+            }
+            _ => Err(errors),
+        }
     }
 }
 
@@ -434,6 +476,28 @@ mod tests {
         let errors = field_errors(body);
         assert_eq!(errors[0].field, "customer.id");
         assert_eq!(errors[1].field, "lines[0].sku");
+    }
+
+    #[test]
+    fn status_requests_name_the_bad_field() {
+        let ok: ChangeStatusRequest =
+            decode_body(br#"{"status":"SHIPPED","reason":" tracking 42 "}"#).unwrap();
+        assert_eq!(
+            ok.validate().unwrap(),
+            (OrderStatus::Shipped, Some("tracking 42".into()))
+        );
+        let bad: ChangeStatusRequest = decode_body(br#"{"status":"LOST","reason":""}"#).unwrap();
+        let fields: Vec<_> = bad
+            .validate()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, ["status", "reason"]);
+        assert!(matches!(
+            decode_body::<ChangeStatusRequest>(br#"{"state":"SHIPPED"}"#),
+            Err(DecodeError::Field(_))
+        ));
     }
 
     #[test]

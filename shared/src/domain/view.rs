@@ -1,8 +1,8 @@
 //! The read model: one denormalized item per order, built from events.
 
 use super::event::OrderEvent;
-use super::order::{Customer, Order, OrderId, OrderLine, OrderStatus};
-use super::receipt::Receipt;
+use super::order::{Customer, Order, OrderId, OrderLine, OrderStatus, StatusChange};
+use super::receipt::{cancellation_key, documents, receipt_json_key, receipt_key, Document};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -25,7 +25,16 @@ pub struct OrderView {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// Every status change, oldest first.
+    #[serde(default)]
+    pub history: Vec<StatusChange>,
+    /// The HTML receipt in the receipts bucket.
     pub receipt_key: String,
+    /// Its JSON copy.
+    pub receipt_json_key: String,
+    /// The cancellation notice, once the order is cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancellation_key: Option<String>,
     /// The event this view was last built from.
     pub last_event_id: Uuid,
     /// When the projection wrote this view: how fresh the read side is.
@@ -33,12 +42,11 @@ pub struct OrderView {
     pub projected_at: OffsetDateTime,
 }
 
-/// What projecting one event produces: the view to store and the receipt beside it.
+/// What projecting one event produces: the view to store and the documents beside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Projection {
     pub view: OrderView,
-    pub receipt_key: String,
-    pub receipt: Receipt,
+    pub documents: Vec<Document>,
 }
 
 /// Builds the read model for an event from the snapshot it carries.
@@ -52,7 +60,6 @@ pub fn project_order(
     last_event_id: Uuid,
     projected_at: OffsetDateTime,
 ) -> Projection {
-    let receipt_key = Receipt::key(order.id, order.version);
     let view = OrderView {
         order_id: order.id,
         customer_id: order.customer.id.clone(),
@@ -64,14 +71,17 @@ pub fn project_order(
         version: order.version,
         created_at: order.created_at,
         updated_at: order.updated_at,
-        receipt_key: receipt_key.clone(),
+        history: order.history.clone(),
+        receipt_key: receipt_key(order.id),
+        receipt_json_key: receipt_json_key(order.id),
+        cancellation_key: (order.status == OrderStatus::Cancelled)
+            .then(|| cancellation_key(order.id)),
         last_event_id,
         projected_at,
     };
     Projection {
         view,
-        receipt_key,
-        receipt: Receipt::for_order(order),
+        documents: documents(order),
     }
 }
 
@@ -81,7 +91,7 @@ mod tests {
     use crate::domain::event::tests::sample_event;
 
     #[test]
-    fn view_carries_the_snapshot_and_a_versioned_receipt_key() {
+    fn view_carries_the_snapshot_and_document_keys() {
         let event = sample_event();
         let now = OffsetDateTime::now_utc();
         let p = project_event(&event, now);
@@ -92,18 +102,25 @@ mod tests {
         assert_eq!(p.view.version, 1);
         assert_eq!(p.view.last_event_id, event.event_id);
         assert_eq!(
-            p.receipt_key,
-            format!("receipts/{}/v1.json", event.order_id)
+            p.view.receipt_key,
+            format!("receipts/{}/receipt.html", event.order_id)
         );
-        assert_eq!(p.view.receipt_key, p.receipt_key);
-        assert_eq!(p.receipt.total, 750);
+        assert_eq!(p.view.cancellation_key, None);
+        let keys: Vec<_> = p.documents.iter().map(|d| d.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                p.view.receipt_key.as_str(),
+                p.view.receipt_json_key.as_str()
+            ]
+        );
     }
 
     #[test]
-    fn receipt_bytes_are_deterministic() {
+    fn documents_do_not_depend_on_projection_time() {
         let event = sample_event();
         let a = project_event(&event, OffsetDateTime::now_utc());
         let b = project_event(&event, OffsetDateTime::UNIX_EPOCH);
-        assert_eq!(a.receipt.to_json(), b.receipt.to_json());
+        assert_eq!(a.documents, b.documents);
     }
 }

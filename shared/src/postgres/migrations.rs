@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_idempotency_keys.sql",
         sql: include_str!("../../../migrations/0002_idempotency_keys.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_order_status_history.sql",
+        sql: include_str!("../../../migrations/0003_order_status_history.sql"),
+    },
 ];
 
 /// Any number of processes may call this at once: they serialize on a transaction-scoped

@@ -6,6 +6,7 @@ mod orders;
 pub use migrations::{migrate, Migration, MIGRATIONS};
 pub use orders::{
     CreateOutcome, IdempotencyClaim, OrderStore, OutboxEntry, StoredOrder, StoredResponse,
+    UpdateOutcome,
 };
 
 use crate::config::{DbConfig, DbPassword, SslMode};

@@ -2,7 +2,7 @@
 
 use super::{bounded, DbError};
 use crate::domain::event::OrderEvent;
-use crate::domain::order::{Customer, Order, OrderId, OrderLine};
+use crate::domain::order::{Customer, Order, OrderId, OrderLine, OrderStatus, StatusChange};
 use deadpool_postgres::{GenericClient, Pool};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,8 +18,6 @@ pub struct IdempotencyClaim<'a> {
     pub key: &'a str,
     /// The canonical request text: a retry must match it exactly.
     pub request: &'a str,
-    pub status: u16,
-    pub response: &'a serde_json::Value,
     pub ttl: Duration,
 }
 
@@ -29,6 +27,20 @@ pub struct StoredResponse {
     pub status: u16,
     pub body: serde_json::Value,
     pub order_id: Uuid,
+}
+
+/// What an update did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateOutcome<R> {
+    /// The order changed; here is the event recorded with it (carrying the new state).
+    Updated(Box<OrderEvent>),
+    /// The decision refused the change; nothing was written.
+    Rejected(R),
+    NotFound,
+    /// The key was used before with the same request: here is the original response.
+    Replayed(StoredResponse),
+    /// The key was used before with a different request.
+    KeyReused,
 }
 
 /// What a create did.
@@ -83,14 +95,14 @@ impl OrderStore {
         &self,
         order: &Order,
         event: &OrderEvent,
-        claim: Option<&IdempotencyClaim<'_>>,
+        claim: Option<(&IdempotencyClaim<'_>, &serde_json::Value)>,
     ) -> Result<CreateOutcome, DbError> {
         bounded(self.op_timeout, async {
             let mut client = self.pool.get().await?;
             for _ in 0..3 {
                 let tx = client.transaction().await?;
-                if let Some(claim) = claim {
-                    if !claim_key(&tx, claim, order.id.as_uuid()).await? {
+                if let Some((claim, response)) = claim {
+                    if !claim_key(&tx, claim, order.id.as_uuid(), 201, response).await? {
                         tx.rollback().await?;
                         match stored_response(&client, claim).await? {
                             Some(outcome) => return Ok(outcome),
@@ -107,6 +119,84 @@ impl OrderStore {
             Err(DbError::Unavailable(
                 "idempotency key kept changing under this request".into(),
             ))
+        })
+        .await
+    }
+
+    /// Changes one order under a row lock. `decide` sees the current order and returns the new
+    /// state, its event and the response to keep with the idempotency key, or a refusal.
+    /// The order row, its history, the outbox event and the key are written in one
+    /// transaction.
+    pub async fn update<R>(
+        &self,
+        id: OrderId,
+        claim: Option<&IdempotencyClaim<'_>>,
+        decide: impl Fn(&Order) -> Result<(Order, OrderEvent, u16, serde_json::Value), R>,
+    ) -> Result<UpdateOutcome<R>, DbError> {
+        bounded(self.op_timeout, async {
+            let mut client = self.pool.get().await?;
+            for _ in 0..3 {
+                let tx = client.transaction().await?;
+                let current = fetch_orders(&tx, "WHERE o.id = $1 FOR UPDATE OF o", &[&id.as_uuid()]).await?;
+                let Some(current) = current.into_iter().next() else {
+                    return Ok(UpdateOutcome::NotFound);
+                };
+                // Checked under the row lock, so a concurrent request with the same key that
+                // committed first is seen here and replayed.
+                if let Some(claim) = claim {
+                    match stored_response(&tx, claim).await? {
+                        Some(CreateOutcome::Replayed(r)) => return Ok(UpdateOutcome::Replayed(r)),
+                        Some(_) => return Ok(UpdateOutcome::KeyReused),
+                        None => {}
+                    }
+                }
+                let (next, event, status, response) = match decide(&current.order) {
+                    Ok(decided) => decided,
+                    Err(refusal) => return Ok(UpdateOutcome::Rejected(refusal)),
+                };
+                if let Some(claim) = claim {
+                    if !claim_key(&tx, claim, id.as_uuid(), status, &response).await? {
+                        // A concurrent request with the same key won: replay its response.
+                        tx.rollback().await?;
+                        continue;
+                    }
+                }
+                let updated = tx
+                    .execute(
+                        "UPDATE orders SET status = $2, version = $3, updated_at = $4
+                         WHERE id = $1 AND version = $5",
+                        &[
+                            &id.as_uuid(),
+                            &next.status.as_str(),
+                            &next.version,
+                            &next.updated_at,
+                            &current.order.version,
+                        ],
+                    )
+                    .await?;
+                if updated != 1 {
+                    return Err(DbError::Config(format!("order {id} changed under its row lock")));
+                }
+                for change in next.history.iter().filter(|c| c.version > current.order.version) {
+                    tx.execute(
+                        "INSERT INTO order_status_history (order_id, version, from_status, to_status, changed_at, reason)
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                        &[
+                            &id.as_uuid(),
+                            &change.version,
+                            &change.from.as_str(),
+                            &change.to.as_str(),
+                            &change.at,
+                            &change.reason,
+                        ],
+                    )
+                    .await?;
+                }
+                insert_outbox(&tx, &event).await?;
+                tx.commit().await?;
+                return Ok(UpdateOutcome::Updated(Box::new(event)));
+            }
+            Err(DbError::Unavailable("idempotency key kept changing under this request".into()))
         })
         .await
     }
@@ -200,6 +290,8 @@ async fn claim_key(
     tx: &deadpool_postgres::Transaction<'_>,
     claim: &IdempotencyClaim<'_>,
     order_id: Uuid,
+    status: u16,
+    response: &serde_json::Value,
 ) -> Result<bool, DbError> {
     let row = tx
         .query_opt(
@@ -217,8 +309,8 @@ async fn claim_key(
                 &claim.key,
                 &claim.request,
                 &order_id,
-                &(claim.status as i16),
-                &Json(claim.response),
+                &(status as i16),
+                &Json(response),
                 &claim.ttl.as_secs_f64(),
             ],
         )
@@ -313,6 +405,28 @@ async fn fetch_orders(
             &[&ids],
         )
         .await?;
+    let history_rows = client
+        .query(
+            "SELECT order_id, version, from_status, to_status, changed_at, reason
+             FROM order_status_history WHERE order_id = ANY($1) ORDER BY order_id, version",
+            &[&ids],
+        )
+        .await?;
+    let mut history: HashMap<Uuid, Vec<StatusChange>> = HashMap::new();
+    for r in &history_rows {
+        let parse = |i: usize| {
+            r.get::<_, String>(i)
+                .parse::<OrderStatus>()
+                .map_err(DbError::Config)
+        };
+        history.entry(r.get(0)).or_default().push(StatusChange {
+            version: r.get(1),
+            from: parse(2)?,
+            to: parse(3)?,
+            at: r.get(4),
+            reason: r.get(5),
+        });
+    }
     let mut lines: HashMap<Uuid, Vec<OrderLine>> = HashMap::new();
     for r in &line_rows {
         lines.entry(r.get(0)).or_default().push(OrderLine {
@@ -344,6 +458,7 @@ async fn fetch_orders(
                     version: r.get(7),
                     created_at: r.get(8),
                     updated_at: r.get(9),
+                    history: history.remove(&id).unwrap_or_default(),
                 },
                 last_event_id: r.get(10),
             })
