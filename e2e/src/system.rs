@@ -54,7 +54,12 @@ impl TestSystem {
             EventPublisher::new(&aws, resources.topic_arn.clone(), Duration::from_secs(2));
         let command = CommandApp::new(store.clone(), publisher, Duration::from_secs(3600));
         let views = OrderViewStore::new(&aws, resources.table.clone());
-        let query = QueryApp::new(views.clone());
+        let query = QueryApp::new(
+            views.clone(),
+            ReceiptStore::new(&aws, resources.bucket.clone()),
+            Duration::from_secs(300),
+            b"e2e-cursor-key".to_vec(),
+        );
         let read_model = ReadModel::new(views, ReceiptStore::new(&aws, resources.bucket.clone()));
         let projector = Projector::new(read_model.clone(), 8);
         let s3 = aws_sdk_s3::Client::from_conf(
@@ -241,4 +246,50 @@ pub fn relay_settings() -> orders::relay::RelaySettings {
         max_batches: 100,
         op_timeout: Duration::from_secs(5),
     }
+}
+
+/// `POST /orders/{id}/status` with this body and optional headers.
+pub fn change_status(id: &str, body: &str, headers: &[(&str, &str)]) -> Request {
+    let mut request = request_from_event("post-order.json", |v| {
+        let path = format!("/orders/{id}/status");
+        v["routeKey"] = "POST /orders/{id}/status".into();
+        v["rawPath"] = path.clone().into();
+        v["requestContext"]["http"]["path"] = path.into();
+        v["requestContext"]["routeKey"] = "POST /orders/{id}/status".into();
+        v["pathParameters"] = serde_json::json!({ "id": id });
+        v["body"] = body.into();
+        v["headers"]["content-length"] = body.len().to_string().into();
+        v["headers"]
+            .as_object_mut()
+            .expect("headers")
+            .remove("x-correlation-id");
+    });
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            lambda_http::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            value.parse().expect("header value"),
+        );
+    }
+    request
+}
+
+/// `GET /customers/{customerId}/orders?{query}`.
+pub fn list_orders(customer: &str, query: &str) -> Request {
+    request_from_event("get-order.json", |v| {
+        let path = format!("/customers/{customer}/orders");
+        v["routeKey"] = "GET /customers/{customerId}/orders".into();
+        v["rawPath"] = path.clone().into();
+        v["rawQueryString"] = query.into();
+        v["requestContext"]["http"]["path"] = path.into();
+        v["pathParameters"] = serde_json::json!({ "customerId": customer });
+        let params: serde_json::Map<String, serde_json::Value> = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(v)))
+            .collect();
+        if !params.is_empty() {
+            v["queryStringParameters"] = serde_json::Value::Object(params);
+        }
+    })
 }

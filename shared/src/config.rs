@@ -45,7 +45,13 @@ pub mod vars {
         "PROJECTION_CONCURRENCY",
         "LOG_LEVEL",
     ];
-    pub const QUERY: &[&str] = &["ORDERS_TABLE", "LOG_LEVEL"];
+    pub const QUERY: &[&str] = &[
+        "ORDERS_TABLE",
+        "RECEIPTS_BUCKET",
+        "RECEIPT_URL_TTL_SECONDS",
+        "CURSOR_SIGNING_KEY",
+        "LOG_LEVEL",
+    ];
     pub const RELAY: &[&str] = &[
         "DB_HOST",
         "DB_PORT",
@@ -248,16 +254,43 @@ impl UpdaterConfig {
     }
 }
 
-/// Settings of the query function (`GET /orders/{id}`).
-#[derive(Debug, Clone)]
+/// Settings of the query function (`GET /orders/{id}`, `GET /customers/{id}/orders`).
+#[derive(Clone)]
 pub struct QueryConfig {
     pub table: String,
+    pub bucket: String,
+    /// How long a presigned receipt URL stays valid.
+    pub receipt_url_ttl: Duration,
+    /// Key that signs listing cursors, so that a tampered cursor is refused. Unset, a fixed
+    /// development key is used (and a warning logged): set it in every deployed stage.
+    pub cursor_key: Vec<u8>,
+}
+
+/// The cursor key used when `CURSOR_SIGNING_KEY` is not set (local development only).
+pub const DEVELOPMENT_CURSOR_KEY: &str = "orders-cqrs-development-cursor-key";
+
+impl std::fmt::Debug for QueryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryConfig")
+            .field("table", &self.table)
+            .field("bucket", &self.bucket)
+            .field("receipt_url_ttl", &self.receipt_url_ttl)
+            .field("cursor_key", &"***")
+            .finish()
+    }
 }
 
 impl QueryConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
+        let cursor_key = optional("CURSOR_SIGNING_KEY").unwrap_or_else(|| {
+            tracing::warn!("CURSOR_SIGNING_KEY is not set; using the development key");
+            DEVELOPMENT_CURSOR_KEY.into()
+        });
         Ok(Self {
             table: required("ORDERS_TABLE")?,
+            bucket: required("RECEIPTS_BUCKET")?,
+            receipt_url_ttl: Duration::from_secs(parsed("RECEIPT_URL_TTL_SECONDS", 900)?),
+            cursor_key: cursor_key.into_bytes(),
         })
     }
 }

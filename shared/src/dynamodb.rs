@@ -7,6 +7,18 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use std::collections::HashMap;
 
+/// The index that lists a customer's orders, newest first.
+pub const CUSTOMER_INDEX: &str = "byCustomer";
+
+/// Where a listing page ended: the index key of its last evaluated item.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageKey {
+    pub order_id: String,
+    pub customer_id: String,
+    pub created_at: String,
+}
+
 /// DynamoDB's limit on keys in one BatchGetItem call.
 const MAX_BATCH_GET: usize = 100;
 
@@ -183,5 +195,82 @@ impl OrderViewStore {
             })
             .collect();
         Ok((items, output.last_evaluated_key))
+    }
+
+    /// Up to `limit` of a customer's orders, newest first, optionally only those in `status`,
+    /// starting after `start`. Returns the page and where the next one starts (if any).
+    pub async fn list_by_customer(
+        &self,
+        customer_id: &str,
+        limit: usize,
+        start: Option<PageKey>,
+        status: Option<crate::OrderStatus>,
+    ) -> Result<(Vec<OrderView>, Option<PageKey>), ViewStoreError> {
+        let mut items = Vec::new();
+        let mut start = start.map(|k| {
+            HashMap::from([
+                (KEY.to_string(), AttributeValue::S(k.order_id)),
+                ("customerId".to_string(), AttributeValue::S(k.customer_id)),
+                ("createdAt".to_string(), AttributeValue::S(k.created_at)),
+            ])
+        });
+        // With a status filter a query may return fewer items than it read; a few more
+        // queries fill the page, within a bound.
+        for _ in 0..10 {
+            let remaining = limit.saturating_sub(items.len());
+            if remaining == 0 {
+                break;
+            }
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(CUSTOMER_INDEX)
+                .key_condition_expression("customerId = :customer")
+                .expression_attribute_values(
+                    ":customer",
+                    AttributeValue::S(customer_id.to_string()),
+                )
+                .scan_index_forward(false)
+                .limit(remaining as i32)
+                .set_exclusive_start_key(start.take());
+            if let Some(status) = status {
+                query = query
+                    .filter_expression("#status = :status")
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(
+                        ":status",
+                        AttributeValue::S(status.as_str().to_string()),
+                    );
+            }
+            let output = query
+                .send()
+                .await
+                .map_err(|e| ViewStoreError::Dynamo(DisplayErrorContext(e).to_string()))?;
+            for item in output.items.unwrap_or_default() {
+                items.push(
+                    serde_dynamo::from_item(item)
+                        .map_err(|e| ViewStoreError::Corrupt(e.to_string()))?,
+                );
+            }
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        let next = start.map(|key| {
+            let text = |name: &str| {
+                key.get(name)
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            PageKey {
+                order_id: text(KEY),
+                customer_id: text("customerId"),
+                created_at: text("createdAt"),
+            }
+        });
+        Ok((items, next))
     }
 }

@@ -43,4 +43,23 @@ impl ReceiptStore {
             .map(|_| ())
             .map_err(|e| ReceiptStoreError(DisplayErrorContext(e).to_string()))
     }
+
+    /// A time-limited URL that lets whoever holds it read one object.
+    pub async fn presigned_get(
+        &self,
+        key: &str,
+        ttl: std::time::Duration,
+    ) -> Result<String, ReceiptStoreError> {
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl)
+            .map_err(|e| ReceiptStoreError(e.to_string()))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(|e| ReceiptStoreError(DisplayErrorContext(e).to_string()))?;
+        Ok(request.uri().to_string())
+    }
 }

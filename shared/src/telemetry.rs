@@ -1,5 +1,6 @@
-//! Logging: JSON lines to stdout (CloudWatch), or text when Lambda's advanced logging controls
-//! ask for it (`AWS_LAMBDA_LOG_FORMAT=Text`).
+//! Logging: JSON lines to stderr (CloudWatch captures both streams; stdout is kept for EMF
+//! metrics and command output), or text when Lambda's advanced logging controls ask for it
+//! (`AWS_LAMBDA_LOG_FORMAT=Text`).
 
 use tracing_subscriber::EnvFilter;
 
@@ -13,7 +14,8 @@ pub fn init() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .with_ansi(false);
+        .with_ansi(false)
+        .with_writer(std::io::stderr);
     let _ = if text {
         builder.try_init()
     } else {

@@ -41,9 +41,9 @@ struct OrderResponse<'a> {
     currency: &'a str,
     total: i64,
     lines: &'a [orders::OrderLine],
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "orders::domain::timestamp")]
     created_at: time::OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "orders::domain::timestamp")]
     updated_at: time::OffsetDateTime,
     history: &'a [orders::domain::order::StatusChange],
 }

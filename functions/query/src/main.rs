@@ -1,8 +1,9 @@
-//! The query function: wires the DynamoDB client once, then serves requests.
+//! The query function: wires the DynamoDB and S3 clients once, then serves requests.
 
 use lambda_http::{service_fn, Error, Request};
 use orders::config::QueryConfig;
 use orders::dynamodb::OrderViewStore;
+use orders::s3::ReceiptStore;
 use query::QueryApp;
 
 #[tokio::main]
@@ -10,7 +11,12 @@ async fn main() -> Result<(), Error> {
     orders::telemetry::init();
     let config = QueryConfig::from_env()?;
     let aws = orders::aws::load().await;
-    let app = QueryApp::new(OrderViewStore::new(&aws, config.table));
+    let app = QueryApp::new(
+        OrderViewStore::new(&aws, config.table),
+        ReceiptStore::new(&aws, config.bucket),
+        config.receipt_url_ttl,
+        config.cursor_key,
+    );
     let app = &app;
     lambda_http::run(service_fn(move |request: Request| async move {
         Ok::<_, Error>(app.handle(request).await)

@@ -49,7 +49,7 @@ pub struct OrderEvent {
     pub order_id: OrderId,
     /// The order's version after this event.
     pub order_version: i64,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::domain::timestamp")]
     pub occurred_at: OffsetDateTime,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,

@@ -3,5 +3,6 @@
 pub mod event;
 pub mod order;
 pub mod receipt;
+pub mod timestamp;
 pub mod validation;
 pub mod view;

@@ -147,7 +147,7 @@ pub struct StatusChange {
     pub to: OrderStatus,
     /// The order's version after the change.
     pub version: i64,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::domain::timestamp")]
     pub at: OffsetDateTime,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -175,9 +175,9 @@ pub struct Order {
     pub status: OrderStatus,
     /// Starts at 1 and grows by one with every change.
     pub version: i64,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::domain::timestamp")]
     pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::domain::timestamp")]
     pub updated_at: OffsetDateTime,
     /// Every status change, oldest first.
     #[serde(default)]

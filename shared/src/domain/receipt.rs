@@ -23,7 +23,7 @@ pub struct Receipt {
     pub currency: String,
     pub lines: Vec<OrderLine>,
     pub total: i64,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::domain::timestamp")]
     pub issued_at: OffsetDateTime,
 }
 
@@ -116,8 +116,7 @@ fn escape(text: &str) -> String {
 }
 
 fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    super::timestamp::format(at)
 }
 
 fn page(title: &str, body: &str) -> String {

@@ -21,9 +21,9 @@ pub struct OrderView {
     pub total: i64,
     pub status: OrderStatus,
     pub version: i64,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::domain::timestamp")]
     pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::domain::timestamp")]
     pub updated_at: OffsetDateTime,
     /// Every status change, oldest first.
     #[serde(default)]
@@ -38,7 +38,7 @@ pub struct OrderView {
     /// The event this view was last built from.
     pub last_event_id: Uuid,
     /// When the projection wrote this view: how fresh the read side is.
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::domain::timestamp")]
     pub projected_at: OffsetDateTime,
 }
 
