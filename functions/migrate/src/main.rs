@@ -18,20 +18,27 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
 
 /// The physical id reported on Create. Updates keep the id they are sent, so CloudFormation
 /// never sees a replacement (which would send a Delete for the old id).
 const PHYSICAL_RESOURCE_ID: &str = "orders-schema-migrations";
 /// Time kept back from the function's deadline for sending the response.
 const RESPONSE_MARGIN: Duration = Duration::from_secs(15);
+/// A retry is not started unless this much time is left for it before the deadline.
+const RETRY_RESERVE: Duration = Duration::from_secs(20);
 /// CloudFormation rejects response bodies over 4096 bytes; the reason and the list of applied
 /// migrations are cut well below that (in bytes, as JSON counts them).
 const MAX_REASON_BYTES: usize = 1500;
 const MAX_APPLIED_BYTES: usize = 1500;
 
-/// Applies the embedded migrations, returning the names of those applied now.
+/// Applies the embedded migrations, returning the names of those applied now. `deadline` is
+/// when it must have answered; it may retry transient failures until then.
 trait Migrator {
-    fn migrate(&self) -> impl Future<Output = Result<Vec<String>, String>> + Send;
+    fn migrate(
+        &self,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Vec<String>, String>> + Send;
 }
 
 /// Delivers the response document to CloudFormation.
@@ -134,7 +141,8 @@ async fn run_request<M: Migrator>(
         )),
         Kind::Create | Kind::Update => {
             let budget = time_left.saturating_sub(RESPONSE_MARGIN);
-            match tokio::time::timeout(budget, migrator.migrate()).await {
+            let deadline = Instant::now() + budget;
+            match tokio::time::timeout_at(deadline, migrator.migrate(deadline)).await {
                 Err(_) => failed(format!(
                     "migrations did not finish within {}s; the transaction was abandoned and \
                      rolls back; raise the migrate function's timeout",
@@ -245,16 +253,28 @@ struct Postgres {
 }
 
 impl Migrator for Postgres {
-    async fn migrate(&self) -> Result<Vec<String>, String> {
+    async fn migrate(&self, deadline: Instant) -> Result<Vec<String>, String> {
         let config = orders::config::DbConfig::from_env().map_err(|e| e.to_string())?;
         let pool = orders::postgres::connect(&config, &self.aws)
             .await
             .map_err(|e| e.to_string())?;
-        let applied = orders::postgres::migrate(&pool)
-            .await
-            .map_err(|e| e.to_string());
+        // On the first deploy the proxy may still be registering its target when this runs:
+        // connection failures are retried with backoff until shortly before the deadline.
+        let mut delay = Duration::from_secs(1);
+        let result = loop {
+            match orders::postgres::migrate(&pool).await {
+                Err(e)
+                    if e.is_unavailable() && Instant::now() + delay + RETRY_RESERVE < deadline =>
+                {
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database not reachable yet");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(15));
+                }
+                other => break other.map_err(|e| e.to_string()),
+            }
+        };
         pool.close();
-        applied
+        result
     }
 }
 
@@ -349,7 +369,7 @@ mod tests {
     struct FakeMigrator(Result<Vec<String>, String>, Duration);
 
     impl Migrator for FakeMigrator {
-        async fn migrate(&self) -> Result<Vec<String>, String> {
+        async fn migrate(&self, _deadline: Instant) -> Result<Vec<String>, String> {
             tokio::time::sleep(self.1).await;
             self.0.clone()
         }
