@@ -95,6 +95,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 grace: config.grace,
                 batch_size: config.batch_size,
                 max_batches: config.max_batches,
+                max_duration: config.max_duration,
                 op_timeout: db.statement_timeout,
             };
             let report = orders::relay::relay_once(store.pool(), &publisher, &settings).await?;

@@ -244,6 +244,7 @@ pub fn relay_settings() -> orders::relay::RelaySettings {
         grace: Duration::ZERO,
         batch_size: 5,
         max_batches: 100,
+        max_duration: Duration::from_secs(60),
         op_timeout: Duration::from_secs(5),
     }
 }

@@ -69,6 +69,21 @@ pub mod vars {
         "RELAY_GRACE_SECONDS",
         "RELAY_BATCH_SIZE",
         "RELAY_MAX_BATCHES",
+        "RELAY_MAX_SECONDS",
+        "LOG_LEVEL",
+    ];
+    pub const MIGRATE: &[&str] = &[
+        "DB_HOST",
+        "DB_PORT",
+        "DB_NAME",
+        "DB_USER",
+        "DB_PASSWORD",
+        "DB_SECRET_ARN",
+        "DB_SSLMODE",
+        "DB_CA_FILE",
+        "DB_POOL_SIZE",
+        "DB_CONNECT_TIMEOUT_MS",
+        "DB_STATEMENT_TIMEOUT_MS",
         "LOG_LEVEL",
     ];
 }
@@ -212,6 +227,8 @@ pub struct RelayConfig {
     pub grace: Duration,
     pub batch_size: i64,
     pub max_batches: usize,
+    /// Time budget of one run; keep it well under the function timeout.
+    pub max_duration: Duration,
 }
 
 impl RelayConfig {
@@ -223,6 +240,7 @@ impl RelayConfig {
             grace: Duration::from_secs(parsed("RELAY_GRACE_SECONDS", 10)?),
             batch_size: parsed("RELAY_BATCH_SIZE", 100i64)?.clamp(1, 1000),
             max_batches: parsed("RELAY_MAX_BATCHES", 20usize)?.max(1),
+            max_duration: Duration::from_secs(parsed("RELAY_MAX_SECONDS", 40)?),
         })
     }
 }

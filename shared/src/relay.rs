@@ -18,6 +18,8 @@ pub struct RelaySettings {
     pub batch_size: i64,
     /// Batches per run, so that one run ends well within the function timeout.
     pub max_batches: usize,
+    /// No new batch starts after this much time, whatever is left.
+    pub max_duration: Duration,
     /// Upper bound on each database operation.
     pub op_timeout: Duration,
 }
@@ -45,7 +47,15 @@ pub async fn relay_once(
     settings: &RelaySettings,
 ) -> Result<RelayReport, DbError> {
     let mut report = RelayReport::default();
+    let started = std::time::Instant::now();
     for _ in 0..settings.max_batches.max(1) {
+        if started.elapsed() >= settings.max_duration {
+            tracing::warn!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "relay time budget spent; the next run continues"
+            );
+            break;
+        }
         let (claimed, published, failed) = relay_batch(pool, publisher, settings).await?;
         report.published += published;
         report.failed += failed;

@@ -20,6 +20,7 @@ async fn main() -> Result<(), Error> {
             grace: config.grace,
             batch_size: config.batch_size,
             max_batches: config.max_batches,
+            max_duration: config.max_duration,
             op_timeout: config.db.statement_timeout,
         },
     );

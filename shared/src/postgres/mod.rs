@@ -48,11 +48,26 @@ impl From<tokio_postgres::Error> for DbError {
             })
             || (err.as_db_error().is_none() && err.code().is_none() && is_io(&err));
         if connection_lost {
-            Self::Unavailable(err.to_string())
+            Self::Unavailable(with_causes(&err))
         } else {
             Self::Query(err)
         }
     }
+}
+
+/// The error and its causes, e.g. "error connecting to server: Connection refused (os error 111)".
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn is_io(err: &tokio_postgres::Error) -> bool {
@@ -69,7 +84,7 @@ fn is_io(err: &tokio_postgres::Error) -> bool {
 impl From<PoolError> for DbError {
     fn from(err: PoolError) -> Self {
         match err {
-            PoolError::Backend(e) => Self::Unavailable(e.to_string()),
+            PoolError::Backend(e) => Self::Unavailable(with_causes(&e)),
             other => Self::Unavailable(other.to_string()),
         }
     }
