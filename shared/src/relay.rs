@@ -80,7 +80,7 @@ async fn relay_batch(
     let rows = bounded(settings.op_timeout, async {
         Ok(tx
             .query(
-                "SELECT event_id, event_type, order_id, payload::text FROM outbox
+                "SELECT event_id, event_type, order_id, payload->>'correlationId', payload::text FROM outbox
                  WHERE published_at IS NULL AND occurred_at <= now() - make_interval(secs => $1)
                  ORDER BY occurred_at
                  LIMIT $2
@@ -96,7 +96,8 @@ async fn relay_batch(
             event_id: r.get(0),
             event_type: r.get(1),
             order_id: r.get(2),
-            payload: r.get(3),
+            correlation_id: r.get(3),
+            payload: r.get(4),
         })
         .collect();
 
@@ -106,11 +107,11 @@ async fn relay_batch(
         for (event, result) in chunk.iter().zip(publisher.publish_batch(chunk).await) {
             match result {
                 Ok(()) => {
-                    tracing::info!(order_id = %event.order_id, event_id = %event.event_id, event_type = %event.event_type, "relay published event");
+                    tracing::info!(order_id = %event.order_id, event_id = %event.event_id, event_type = %event.event_type, correlation_id = event.correlation_id.as_deref().unwrap_or(""), "relay published event");
                     published.push(event.event_id);
                 }
                 Err(err) => {
-                    tracing::warn!(order_id = %event.order_id, event_id = %event.event_id, error = %err, "relay publish failed");
+                    tracing::warn!(order_id = %event.order_id, event_id = %event.event_id, correlation_id = event.correlation_id.as_deref().unwrap_or(""), error = %err, "relay publish failed");
                     failed.push((event.event_id, err.to_string()));
                 }
             }

@@ -13,6 +13,7 @@ pub struct PendingEvent {
     pub event_id: uuid::Uuid,
     pub event_type: String,
     pub order_id: uuid::Uuid,
+    pub correlation_id: Option<String>,
     pub payload: String,
 }
 
@@ -59,16 +60,20 @@ impl EventPublisher {
         &self,
         event_type: &str,
         order_id: &str,
+        correlation_id: Option<&str>,
         payload: String,
     ) -> Result<String, PublishError> {
-        let request = self
+        let mut request = self
             .client
             .publish()
             .topic_arn(&self.topic_arn)
             .message(payload)
             .message_attributes("eventType", attribute(event_type)?)
-            .message_attributes("orderId", attribute(order_id)?)
-            .send();
+            .message_attributes("orderId", attribute(order_id)?);
+        if let Some(correlation_id) = correlation_id {
+            request = request.message_attributes("correlationId", attribute(correlation_id)?);
+        }
+        let request = request.send();
         match tokio::time::timeout(self.timeout, request).await {
             Err(_) => Err(PublishError::Timeout(self.timeout)),
             Ok(Err(err)) => Err(PublishError::Sns(
@@ -83,6 +88,7 @@ impl EventPublisher {
         self.publish_payload(
             event.event_type.as_str(),
             &event.order_id.to_string(),
+            event.correlation_id.as_deref(),
             payload,
         )
         .await
@@ -93,11 +99,15 @@ impl EventPublisher {
         let entries: Result<Vec<_>, PublishError> = events
             .iter()
             .map(|e| {
-                PublishBatchRequestEntry::builder()
+                let mut entry = PublishBatchRequestEntry::builder()
                     .id(e.event_id.simple().to_string())
                     .message(&e.payload)
                     .message_attributes("eventType", attribute(&e.event_type)?)
-                    .message_attributes("orderId", attribute(&e.order_id.to_string())?)
+                    .message_attributes("orderId", attribute(&e.order_id.to_string())?);
+                if let Some(correlation_id) = &e.correlation_id {
+                    entry = entry.message_attributes("correlationId", attribute(correlation_id)?);
+                }
+                entry
                     .build()
                     .map_err(|err| PublishError::Sns(err.to_string()))
             })

@@ -14,6 +14,7 @@ use orders::sns::EventPublisher;
 use orders::{Order, OrderEvent};
 use serde::Serialize;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// The header that carries one id from the HTTP request to every log line of the order.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
@@ -67,11 +68,19 @@ impl CommandApp {
     /// `application/problem+json`.
     pub async fn handle(&self, request: Request) -> Response<Body> {
         let correlation_id = correlation_id(&request);
-        let result = match route(&request) {
-            Ok(Route::CreateOrder) => self.create_order(&request, &correlation_id).await,
-            Ok(Route::ChangeStatus(id)) => self.change_status(&request, &id, &correlation_id).await,
-            Err(problem) => Err(problem),
-        };
+        let span = orders::telemetry::invocation_span(&request_id(&request));
+        span.record("correlation_id", correlation_id.as_str());
+        let result = async {
+            match route(&request) {
+                Ok(Route::CreateOrder) => self.create_order(&request, &correlation_id).await,
+                Ok(Route::ChangeStatus(id)) => {
+                    self.change_status(&request, &id, &correlation_id).await
+                }
+                Err(problem) => Err(problem),
+            }
+        }
+        .instrument(span)
+        .await;
         let mut response = result.unwrap_or_else(|problem| problem_response(&problem));
         record_outcome(&response);
         if let Ok(value) = HeaderValue::from_str(&correlation_id) {
@@ -95,6 +104,7 @@ impl CommandApp {
             tracing::info!(fields = ?errors.iter().map(|e| &e.field).collect::<Vec<_>>(), "order rejected");
             Problem::validation(errors)
         })?;
+        tracing::Span::current().record("order_id", order.id.to_string());
         let event = OrderEvent::created(&order, Some(correlation_id.to_string()));
         let body = order_body(&order);
         let claim = key.as_deref().map(|key| IdempotencyClaim {
@@ -278,6 +288,19 @@ fn idempotency_key(request: &Request) -> Result<Option<String>, Problem> {
         ));
     }
     Ok(Some(key.to_string()))
+}
+
+/// The Lambda request id of this invocation (API Gateway's request id outside Lambda).
+fn request_id(request: &Request) -> String {
+    if let Some(context) = request.lambda_context_ref() {
+        return context.request_id.clone();
+    }
+    match request.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => {
+            ctx.request_id.clone().unwrap_or_default()
+        }
+        _ => String::new(),
+    }
 }
 
 /// The client's `X-Correlation-Id` when it is a sane token, else API Gateway's request id,

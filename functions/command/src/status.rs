@@ -36,6 +36,7 @@ impl CommandApp {
             .map_err(|e: orders::domain::order::InvalidOrderId| {
                 Problem::bad_request("invalid-order-id", e.to_string())
             })?;
+        tracing::Span::current().record("order_id", id.to_string());
         let expected_version = if_match(request)?;
         check_content_type(request)?;
         let key = idempotency_key(request)?;

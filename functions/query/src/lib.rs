@@ -12,6 +12,7 @@ use orders::s3::ReceiptStore;
 use orders::{OrderId, OrderStatus, OrderView};
 use serde::Serialize;
 use std::time::Duration;
+use tracing::Instrument;
 
 pub const DEFAULT_PAGE: usize = 20;
 pub const MAX_PAGE: usize = 100;
@@ -73,17 +74,26 @@ impl QueryApp {
                 .unwrap_or(fallback)
                 .to_string()
         };
-        let result = match segments.as_slice() {
-            _ if request.method() != Method::GET && request.method() != Method::HEAD => {
-                Err(Problem::method_not_allowed(request.method().as_str()))
+        let request_id = request
+            .lambda_context_ref()
+            .map(|c| c.request_id.clone())
+            .unwrap_or_default();
+        let span = orders::telemetry::invocation_span(&request_id);
+        let result = async {
+            match segments.as_slice() {
+                _ if request.method() != Method::GET && request.method() != Method::HEAD => {
+                    Err(Problem::method_not_allowed(request.method().as_str()))
+                }
+                ["orders", id] => self.get_order(&request, &param("id", id)).await,
+                ["customers", customer, "orders"] => {
+                    self.list_orders(&request, &param("customerId", customer))
+                        .await
+                }
+                _ => Err(Problem::not_found(format!("No route for {path}"))),
             }
-            ["orders", id] => self.get_order(&request, &param("id", id)).await,
-            ["customers", customer, "orders"] => {
-                self.list_orders(&request, &param("customerId", customer))
-                    .await
-            }
-            _ => Err(Problem::not_found(format!("No route for {path}"))),
-        };
+        }
+        .instrument(span)
+        .await;
         result.unwrap_or_else(|problem| problem_response(&problem))
     }
 
@@ -93,6 +103,7 @@ impl QueryApp {
             .map_err(|e: orders::domain::order::InvalidOrderId| {
                 Problem::bad_request("invalid-order-id", e.to_string())
             })?;
+        tracing::Span::current().record("order_id", id.to_string());
         let view = self.views.get(id).await.map_err(read_problem)?;
         let view = view.ok_or_else(|| Problem::not_found(format!("Order {id} does not exist")))?;
         let etag = format!("\"{}\"", view.version);

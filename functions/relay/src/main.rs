@@ -6,6 +6,7 @@ use orders::config::RelayConfig;
 use orders::relay::RelaySettings;
 use orders::sns::EventPublisher;
 use relay::Relay;
+use tracing::Instrument;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -27,7 +28,8 @@ async fn main() -> Result<(), Error> {
     let relay = &relay;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            let report = relay.handle(event.payload).await?;
+            let span = orders::telemetry::invocation_span(&event.context.request_id);
+            let report = relay.handle(event.payload).instrument(span).await?;
             Ok::<_, Error>(serde_json::to_value(&report)?)
         },
     ))

@@ -58,8 +58,12 @@ impl Projector {
             stream::iter(event.records)
                 .map(|record| async move {
                     let id = record.message_id.clone();
-                    let span =
-                        tracing::info_span!("record", message_id = id.as_deref().unwrap_or(""));
+                    let span = tracing::info_span!(
+                        "record",
+                        message_id = id.as_deref().unwrap_or(""),
+                        order_id = tracing::field::Empty,
+                        correlation_id = tracing::field::Empty,
+                    );
                     (id, self.project_record(&record).instrument(span).await)
                 })
                 .buffer_unordered(self.concurrency)
@@ -127,11 +131,15 @@ impl Projector {
     async fn project(&self, record: &SqsMessage) -> Result<Projected, ProjectionError> {
         let body = record.body.as_deref().ok_or(ProjectionError::NoBody)?;
         let event = decode_message(body)?;
+        let span = tracing::Span::current();
+        span.record("order_id", event.order_id.to_string());
+        if let Some(correlation_id) = &event.correlation_id {
+            span.record("correlation_id", correlation_id.as_str());
+        }
         tracing::info!(
             order_id = %event.order_id,
             version = event.order_version,
             event_type = event.event_type.as_str(),
-            correlation_id = event.correlation_id.as_deref().unwrap_or(""),
             "projecting event"
         );
         let now = time::OffsetDateTime::now_utc();

@@ -6,6 +6,7 @@ use orders::config::UpdaterConfig;
 use orders::dynamodb::OrderViewStore;
 use orders::projection::ReadModel;
 use orders::s3::ReceiptStore;
+use tracing::Instrument;
 use updater::Projector;
 
 #[tokio::main]
@@ -20,7 +21,8 @@ async fn main() -> Result<(), Error> {
     let projector = Projector::new(read_model, config.concurrency);
     let projector = &projector;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(projector.handle(event.payload).await?)
+        let span = orders::telemetry::invocation_span(&event.context.request_id);
+        Ok::<_, Error>(projector.handle(event.payload).instrument(span).await?)
     }))
     .await
 }
