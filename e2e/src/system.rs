@@ -119,6 +119,18 @@ impl TestSystem {
             .expect("verify")
     }
 
+    /// Places one valid order per customer and returns their ids.
+    pub async fn create_orders(&self, customers: &[String]) -> Vec<String> {
+        let mut ids = Vec::new();
+        for customer in customers {
+            let (status, created) =
+                read_json(&self.command.handle(post_order(&order_body(customer))).await);
+            assert_eq!(status, 201, "{created}");
+            ids.push(created["orderId"].as_str().expect("orderId").to_string());
+        }
+        ids
+    }
+
     /// Receives what SNS delivered to the queue.
     pub async fn receive(&self, wait: Duration) -> Vec<SqsMessage> {
         receive_batch(&self.sqs, &self.resources.queue_url, 10, wait).await

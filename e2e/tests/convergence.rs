@@ -87,15 +87,8 @@ async fn a_message_delivered_three_times_leaves_one_item_and_one_receipt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_or_s3_failing_for_some_records_fails_only_those_until_redelivery() {
     let sys = TestSystem::start(false).await;
-    let mut ids = Vec::new();
-    for i in 0..4 {
-        let (_, created) = read_json(
-            &sys.command
-                .handle(post_order(&order_body(&format!("f{i}"))))
-                .await,
-        );
-        ids.push(created["orderId"].as_str().unwrap().to_string());
-    }
+    let customers: Vec<String> = (0..4).map(|i| format!("f{i}")).collect();
+    let ids = sys.create_orders(&customers).await;
     let mut records = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while records.len() < 4 && std::time::Instant::now() < deadline {
@@ -230,15 +223,8 @@ async fn concurrent_relays_never_publish_an_event_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuild_restores_a_lost_read_model_without_overwriting_newer_views() {
     let sys = TestSystem::start(false).await;
-    let mut ids = Vec::new();
-    for i in 0..5 {
-        let (_, created) = read_json(
-            &sys.command
-                .handle(post_order(&order_body(&format!("b{i}"))))
-                .await,
-        );
-        ids.push(created["orderId"].as_str().unwrap().to_string());
-    }
+    let customers: Vec<String> = (0..5).map(|i| format!("b{i}")).collect();
+    let ids = sys.create_orders(&customers).await;
     assert_eq!(sys.drain(5, Duration::from_secs(20)).await, 5);
     assert_converged(&sys.verify().await, 5);
 

@@ -28,6 +28,12 @@ fn problem_type<S: Serializer>(kind: &&'static str, serializer: S) -> Result<S::
     serializer.serialize_str(&format!("/problems/{kind}"))
 }
 
+impl From<crate::domain::order::InvalidOrderId> for Problem {
+    fn from(err: crate::domain::order::InvalidOrderId) -> Self {
+        Self::bad_request("invalid-order-id", err.to_string())
+    }
+}
+
 impl Problem {
     pub fn new(
         status: u16,

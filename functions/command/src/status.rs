@@ -31,11 +31,7 @@ impl CommandApp {
         raw_id: &str,
         correlation_id: &str,
     ) -> Result<Response<Body>, Problem> {
-        let id: OrderId = raw_id
-            .parse()
-            .map_err(|e: orders::domain::order::InvalidOrderId| {
-                Problem::bad_request("invalid-order-id", e.to_string())
-            })?;
+        let id: OrderId = raw_id.parse()?;
         tracing::Span::current().record("order_id", id.to_string());
         let expected_version = if_match(request)?;
         check_content_type(request)?;

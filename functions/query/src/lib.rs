@@ -98,11 +98,7 @@ impl QueryApp {
     }
 
     async fn get_order(&self, request: &Request, raw_id: &str) -> Result<Response<Body>, Problem> {
-        let id: OrderId = raw_id
-            .parse()
-            .map_err(|e: orders::domain::order::InvalidOrderId| {
-                Problem::bad_request("invalid-order-id", e.to_string())
-            })?;
+        let id: OrderId = raw_id.parse()?;
         tracing::Span::current().record("order_id", id.to_string());
         let view = self.views.get(id).await.map_err(read_problem)?;
         let view = view.ok_or_else(|| Problem::not_found(format!("Order {id} does not exist")))?;
