@@ -1,0 +1,96 @@
+//! The moto server standing in for DynamoDB, S3, SNS, SQS and Secrets Manager. Its state is in
+//! memory: it starts empty on every run (the runner re-creates the resources and re-projects
+//! the read model from PostgreSQL).
+
+use crate::process::{self, Supervised};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// Where moto lives: `MOTO_SERVER`, else the project's venv.
+pub fn program(root: &Path) -> PathBuf {
+    std::env::var_os("MOTO_SERVER")
+        .map(Into::into)
+        .unwrap_or_else(|| root.join(".venv/bin/moto_server"))
+}
+
+pub struct LocalMoto {
+    pub port: u16,
+    process: Supervised,
+}
+
+impl LocalMoto {
+    pub async fn start(root: &Path, port: u16, log: &Path) -> Result<Self, String> {
+        let program = program(root);
+        if !program.exists() {
+            return Err(format!(
+                "{} not found: run scripts/bootstrap (scripts/run-local does)",
+                program.display()
+            ));
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            return Err(format!(
+                "port {port} is in use; choose another with --moto-port (or LOCAL_MOTO_PORT), \
+                 or point AWS_ENDPOINT_URL at a running moto"
+            ));
+        }
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let log_err = log_file.try_clone().map_err(|e| e.to_string())?;
+        let mut command = tokio::process::Command::new(&program);
+        command
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err);
+        process::own(&mut command, libc::SIGKILL);
+        let child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+        let moto = Self {
+            port,
+            process: Supervised::new(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Ok(moto);
+            }
+            if let Some(status) = moto.process.exit_status() {
+                return Err(format!(
+                    "moto_server exited ({status}); see {}",
+                    log.display()
+                ));
+            }
+            if Instant::now() > deadline {
+                moto.stop().await;
+                return Err(format!("moto_server did not start; see {}", log.display()));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid
+    }
+
+    pub fn exit_watch(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.process.exit_watch()
+    }
+
+    pub async fn stop(&self) -> String {
+        self.process
+            .stop(libc::SIGTERM, Duration::from_secs(5))
+            .await
+    }
+}

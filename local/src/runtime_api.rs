@@ -1,0 +1,677 @@
+//! A Lambda function run as a real process against an emulation of the documented AWS Lambda
+//! Runtime API (<https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html>):
+//!
+//! * `GET  /2018-06-01/runtime/invocation/next` hands out the next event, with the
+//!   `Lambda-Runtime-Aws-Request-Id`, `-Deadline-Ms`, `-Invoked-Function-Arn` and `-Trace-Id`
+//!   headers;
+//! * `POST /2018-06-01/runtime/invocation/{id}/response` and `.../{id}/error` complete it;
+//! * `POST /2018-06-01/runtime/init/error` reports a failed initialisation.
+//!
+//! Each execution environment is one process plus its own Runtime API listener on a free
+//! loopback port (`AWS_LAMBDA_RUNTIME_API`). Like Lambda, an environment handles one invocation
+//! at a time; it is created on the first invocation (a cold start, whose init duration is
+//! measured from spawn to the first `next` request) and replaced after a timeout or a crash:
+//! the invocation in flight fails and the next one cold-starts a new process.
+//!
+//! Nothing here knows about the rest of the runner, so benchmarks can use [`Function`] alone.
+
+use crate::output;
+use crate::process::{self, Supervised};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// How to run one function.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    /// Short name: the prefix of its output lines (`[command] ...`).
+    pub name: String,
+    /// `AWS_LAMBDA_FUNCTION_NAME`.
+    pub function_name: String,
+    /// The built binary (what `bootstrap` is on Lambda).
+    pub program: PathBuf,
+    /// The function's configuration: its environment variables, as Lambda would set them.
+    pub env: Vec<(String, String)>,
+    /// Invocation timeout (the function's `Timeout`).
+    pub timeout: Duration,
+    /// How long a new process may take to ask for its first event.
+    pub init_timeout: Duration,
+    pub memory_mb: u32,
+    pub region: String,
+    pub account_id: String,
+    /// Forward the process's stdout/stderr, prefixed with `name`; otherwise discard it.
+    pub show_output: bool,
+    /// Print a Lambda-style `REPORT` line after each invocation.
+    pub report: bool,
+}
+
+impl FunctionSpec {
+    pub fn function_arn(&self) -> String {
+        format!(
+            "arn:aws:lambda:{}:{}:function:{}",
+            self.region, self.account_id, self.function_name
+        )
+    }
+}
+
+/// Why an invocation did not produce a response.
+#[derive(Debug)]
+pub enum InvokeError {
+    /// The function reported an error (`.../error`).
+    Function { error_type: String, body: Bytes },
+    /// No response within the timeout; the environment was stopped.
+    Timeout(Duration),
+    /// The process exited before it answered.
+    Crashed(String),
+    /// A new process could not start or initialise.
+    InitFailed(String),
+    /// The function has been stopped.
+    Stopped,
+}
+
+impl std::fmt::Display for InvokeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Function { error_type, body } => {
+                write!(
+                    f,
+                    "function error {error_type}: {}",
+                    String::from_utf8_lossy(body)
+                )
+            }
+            Self::Timeout(t) => write!(f, "task timed out after {:.2} seconds", t.as_secs_f64()),
+            Self::Crashed(why) => write!(f, "the function process {why}"),
+            Self::InitFailed(why) => write!(f, "init failed: {why}"),
+            Self::Stopped => f.write_str("the function is stopped"),
+        }
+    }
+}
+
+impl std::error::Error for InvokeError {}
+
+/// A completed invocation.
+#[derive(Debug, Clone)]
+pub struct Invoked {
+    pub request_id: String,
+    pub body: Bytes,
+    /// Set when this invocation started a new process: spawn to first `next` request.
+    pub init: Option<Duration>,
+    /// From handing out the event to the response.
+    pub duration: Duration,
+}
+
+/// One function: at most one execution environment, one invocation at a time.
+#[derive(Clone)]
+pub struct Function {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    spec: FunctionSpec,
+    /// Held for a whole invocation (and a cold start).
+    turn: tokio::sync::Mutex<()>,
+    current: Mutex<Option<Arc<Environment>>>,
+    stopped: AtomicBool,
+}
+
+impl Function {
+    pub fn new(spec: FunctionSpec) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                spec,
+                turn: tokio::sync::Mutex::new(()),
+                current: Mutex::new(None),
+                stopped: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn spec(&self) -> &FunctionSpec {
+        &self.inner.spec
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.spec.name
+    }
+
+    /// The pid of the running process, if one is up.
+    pub fn pid(&self) -> Option<u32> {
+        self.live().map(|e| e.process.pid)
+    }
+
+    fn live(&self) -> Option<Arc<Environment>> {
+        self.inner
+            .current
+            .lock()
+            .expect("current lock")
+            .clone()
+            .filter(|e| e.process.exit_status().is_none())
+    }
+
+    /// Starts a process now, unless one is up; returns its init duration when it started one.
+    pub async fn start(&self) -> Result<Option<Duration>, InvokeError> {
+        let _turn = self.inner.turn.lock().await;
+        if self.inner.stopped.load(Ordering::SeqCst) {
+            return Err(InvokeError::Stopped);
+        }
+        if self.live().is_some() {
+            return Ok(None);
+        }
+        self.cold_start().await.map(|(_, init)| Some(init))
+    }
+
+    async fn cold_start(&self) -> Result<(Arc<Environment>, Duration), InvokeError> {
+        let spec = &self.inner.spec;
+        let env = Arc::new(Environment::spawn(spec).await?);
+        *self.inner.current.lock().expect("current lock") = Some(env.clone());
+        match env.wait_ready(spec.init_timeout).await {
+            Ok(init) => Ok((env, init)),
+            Err(e) => {
+                self.discard(&env, Duration::ZERO).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops `env` (if it is still the current environment).
+    async fn discard(&self, env: &Arc<Environment>, grace: Duration) {
+        {
+            let mut current = self.inner.current.lock().expect("current lock");
+            if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, env)) {
+                *current = None;
+            }
+        }
+        env.process.stop(libc::SIGKILL, grace).await;
+        env.server.abort();
+    }
+
+    /// Invokes the function with `payload` (the event JSON) and waits for its answer.
+    pub async fn invoke(&self, payload: Bytes) -> Result<Invoked, InvokeError> {
+        let _turn = self.inner.turn.lock().await;
+        if self.inner.stopped.load(Ordering::SeqCst) {
+            return Err(InvokeError::Stopped);
+        }
+        let spec = &self.inner.spec;
+        let (env, init) = match self.live() {
+            Some(env) => (env, None),
+            None => {
+                let (env, init) = self.cold_start().await?;
+                (env, Some(init))
+            }
+        };
+
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let deadline = SystemTime::now() + spec.timeout;
+        let deadline_ms = deadline
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        let (tx, rx) = oneshot::channel();
+        env.api
+            .pending
+            .lock()
+            .expect("pending lock")
+            .insert(request_id.clone(), tx);
+        let started = Instant::now();
+        let handed = env.api.next_tx.send(Next {
+            request_id: request_id.clone(),
+            payload,
+            deadline_ms,
+            trace_id: trace_id(),
+        });
+        let mut exit = env.process.exit_watch();
+        let result = tokio::select! {
+            result = async {
+                handed.await.map_err(|_| InvokeError::Crashed("is gone".into()))?;
+                rx.await.unwrap_or_else(|_| Err(InvokeError::Crashed("dropped the invocation".into())))
+            } => result,
+            _ = tokio::time::sleep(spec.timeout) => Err(InvokeError::Timeout(spec.timeout)),
+            status = wait_exit(&mut exit) => Err(InvokeError::Crashed(format!("exited during the invocation ({status})"))),
+        };
+        env.api
+            .pending
+            .lock()
+            .expect("pending lock")
+            .remove(&request_id);
+        let duration = started.elapsed();
+
+        if spec.report {
+            let init_text = init
+                .map(|d| format!("\tInit Duration: {:.2} ms", d.as_secs_f64() * 1000.0))
+                .unwrap_or_default();
+            let status = match &result {
+                Ok(_) => String::new(),
+                Err(e) => format!("\tStatus: {}", short_status(e)),
+            };
+            output::prefixed(
+                &spec.name,
+                &format!(
+                    "REPORT RequestId: {request_id}\tDuration: {:.2} ms\tMemory Size: {} MB{init_text}{status}",
+                    duration.as_secs_f64() * 1000.0,
+                    spec.memory_mb
+                ),
+                false,
+            );
+        }
+        match result {
+            Ok(body) => Ok(Invoked {
+                request_id,
+                body,
+                init,
+                duration,
+            }),
+            Err(error) => {
+                if matches!(error, InvokeError::Timeout(_) | InvokeError::Crashed(_)) {
+                    // Like Lambda, a timed-out or crashed environment is not reused.
+                    self.discard(&env, Duration::ZERO).await;
+                    if spec.show_output && !self.inner.stopped.load(Ordering::SeqCst) {
+                        output::prefixed(
+                            &spec.name,
+                            &format!(
+                                "{error}; the next invocation starts a new process (cold start)"
+                            ),
+                            true,
+                        );
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Stops the current process (the next invocation cold-starts).
+    pub async fn reset(&self) {
+        let env = self.inner.current.lock().expect("current lock").take();
+        if let Some(env) = env {
+            env.process
+                .stop(libc::SIGTERM, Duration::from_secs(2))
+                .await;
+            env.server.abort();
+        }
+    }
+
+    /// Stops the process for good: SIGTERM, then SIGKILL after `grace`. An invocation in
+    /// flight fails.
+    pub async fn stop(&self, grace: Duration) {
+        self.inner.stopped.store(true, Ordering::SeqCst);
+        let env = self.inner.current.lock().expect("current lock").take();
+        if let Some(env) = env {
+            env.process.stop(libc::SIGTERM, grace).await;
+            env.server.abort();
+        }
+    }
+}
+
+fn short_status(error: &InvokeError) -> &'static str {
+    match error {
+        InvokeError::Function { .. } => "error",
+        InvokeError::Timeout(_) => "timeout",
+        InvokeError::Crashed(_) => "crashed",
+        InvokeError::InitFailed(_) => "init failed",
+        InvokeError::Stopped => "stopped",
+    }
+}
+
+async fn wait_exit(exit: &mut watch::Receiver<Option<String>>) -> String {
+    match exit.wait_for(Option::is_some).await {
+        Ok(status) => status.clone().unwrap_or_default(),
+        Err(_) => "exited".into(),
+    }
+}
+
+/// `Root=1-<epoch hex>-<96 bits>;Parent=<64 bits>;Sampled=0`, as X-Ray formats trace ids.
+fn trace_id() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let a = uuid::Uuid::new_v4().simple().to_string();
+    let b = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "Root=1-{now:08x}-{};Parent={};Sampled=0",
+        &a[..24],
+        &b[..16]
+    )
+}
+
+/// One execution environment: a process and the Runtime API it talks to.
+struct Environment {
+    process: Supervised,
+    api: Arc<Api>,
+    server: tokio::task::JoinHandle<()>,
+    spawned: Instant,
+}
+
+impl Drop for Environment {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+struct Next {
+    request_id: String,
+    payload: Bytes,
+    deadline_ms: u64,
+    trace_id: String,
+}
+
+type Outcome = Result<Bytes, InvokeError>;
+
+/// The Runtime API state of one environment.
+struct Api {
+    function_arn: String,
+    name: String,
+    show_output: bool,
+    next_tx: mpsc::Sender<Next>,
+    next_rx: tokio::sync::Mutex<mpsc::Receiver<Next>>,
+    pending: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    /// When the process first asked for an event (end of its init phase).
+    ready: watch::Sender<Option<Instant>>,
+    init_error: Mutex<Option<String>>,
+}
+
+impl Environment {
+    async fn spawn(spec: &FunctionSpec) -> Result<Self, InvokeError> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .map_err(|e| {
+                InvokeError::InitFailed(format!("cannot listen for the Runtime API: {e}"))
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| InvokeError::InitFailed(e.to_string()))?;
+        let (next_tx, next_rx) = mpsc::channel(1);
+        let api = Arc::new(Api {
+            function_arn: spec.function_arn(),
+            name: spec.name.clone(),
+            show_output: spec.show_output,
+            next_tx,
+            next_rx: tokio::sync::Mutex::new(next_rx),
+            pending: Mutex::new(HashMap::new()),
+            ready: watch::channel(None).0,
+            init_error: Mutex::new(None),
+        });
+        let server = tokio::spawn(serve(listener, api.clone()));
+
+        let mut command = tokio::process::Command::new(&spec.program);
+        command
+            .env_clear()
+            .envs(lambda_env(spec, addr))
+            .stdin(Stdio::null())
+            .stdout(if spec.show_output {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stderr(if spec.show_output {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        if let Some(dir) = spec.program.parent().filter(|d| d.is_dir()) {
+            command.current_dir(dir);
+        }
+        process::own(&mut command, libc::SIGKILL);
+        let spawned = Instant::now();
+        let mut child = command.spawn().map_err(|e| {
+            server.abort();
+            InvokeError::InitFailed(format!("cannot start {}: {e}", spec.program.display()))
+        })?;
+        if let Some(stdout) = child.stdout.take() {
+            output::forward(stdout, spec.name.clone(), false);
+        }
+        if let Some(stderr) = child.stderr.take() {
+            output::forward(stderr, spec.name.clone(), true);
+        }
+        Ok(Self {
+            process: Supervised::new(child),
+            api,
+            server,
+            spawned,
+        })
+    }
+
+    /// Waits for the first `next` request; returns the init duration.
+    async fn wait_ready(&self, limit: Duration) -> Result<Duration, InvokeError> {
+        let mut ready = self.api.ready.subscribe();
+        let mut exit = self.process.exit_watch();
+        let init_error = || {
+            self.api
+                .init_error
+                .lock()
+                .expect("init error lock")
+                .clone()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        };
+        tokio::select! {
+            at = ready.wait_for(Option::is_some) => match at {
+                Ok(at) => Ok(at.map(|t| t.duration_since(self.spawned)).unwrap_or_default()),
+                Err(_) => Err(InvokeError::InitFailed("runtime API closed".into())),
+            },
+            status = wait_exit(&mut exit) => Err(InvokeError::InitFailed(format!(
+                "the process exited during init ({status}){}", init_error()
+            ))),
+            _ = tokio::time::sleep(limit) => Err(InvokeError::InitFailed(format!(
+                "the process did not ask for an event within {}s{}", limit.as_secs(), init_error()
+            ))),
+        }
+    }
+}
+
+/// The environment Lambda gives a `provided.al2023` function, for this process.
+fn lambda_env(spec: &FunctionSpec, runtime_api: SocketAddr) -> Vec<(String, String)> {
+    let task_root = spec
+        .program
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let date = time::OffsetDateTime::now_utc().date();
+    let stream = format!(
+        "{:04}/{:02}/{:02}/[$LATEST]{}",
+        date.year(),
+        u8::from(date.month()),
+        date.day(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+        ("LANG".into(), "en_US.UTF-8".into()),
+        ("TZ".into(), ":UTC".into()),
+        ("AWS_REGION".into(), spec.region.clone()),
+        ("AWS_DEFAULT_REGION".into(), spec.region.clone()),
+    ];
+    if let Ok(backtrace) = std::env::var("RUST_BACKTRACE") {
+        env.push(("RUST_BACKTRACE".into(), backtrace));
+    }
+    env.extend(spec.env.iter().cloned());
+    env.extend([
+        ("AWS_LAMBDA_RUNTIME_API".into(), runtime_api.to_string()),
+        (
+            "AWS_LAMBDA_FUNCTION_NAME".into(),
+            spec.function_name.clone(),
+        ),
+        ("AWS_LAMBDA_FUNCTION_VERSION".into(), "$LATEST".into()),
+        (
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(),
+            spec.memory_mb.to_string(),
+        ),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME".into(),
+            format!("/aws/lambda/{}", spec.function_name),
+        ),
+        ("AWS_LAMBDA_LOG_STREAM_NAME".into(), stream),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE".into(), "on-demand".into()),
+        ("LAMBDA_TASK_ROOT".into(), task_root.clone()),
+        ("LAMBDA_RUNTIME_DIR".into(), task_root),
+        ("_HANDLER".into(), "bootstrap".into()),
+    ]);
+    env
+}
+
+async fn serve(listener: TcpListener, api: Arc<Api>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let api = api.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| handle(api.clone(), request));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .header_read_timeout(None)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+type HttpResponse = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, body: serde_json::Value) -> HttpResponse {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("valid response")
+}
+
+async fn handle(
+    api: Arc<Api>,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, std::convert::Infallible> {
+    let path = request.uri().path().to_string();
+    let method = request.method().clone();
+    let Some(rest) = path.strip_prefix("/2018-06-01/runtime/") else {
+        return Ok(not_found());
+    };
+    if method == Method::GET && rest == "invocation/next" {
+        return Ok(next(&api).await);
+    }
+    if method != Method::POST {
+        return Ok(not_found());
+    }
+    let error_type = request
+        .headers()
+        .get("lambda-runtime-function-error-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = match request.into_body().collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(e) => {
+            return Ok(reply(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"errorType": "InvalidRequest", "errorMessage": e.to_string()}),
+            ))
+        }
+    };
+    if rest == "init/error" {
+        let text = error_text(error_type.as_deref(), &body);
+        if api.show_output {
+            output::prefixed(&api.name, &format!("init error: {text}"), true);
+        }
+        *api.init_error.lock().expect("init error lock") = Some(text);
+        return Ok(accepted());
+    }
+    let Some(invocation) = rest.strip_prefix("invocation/") else {
+        return Ok(not_found());
+    };
+    let (id, outcome) = if let Some(id) = invocation.strip_suffix("/response") {
+        (id, Ok(body))
+    } else if let Some(id) = invocation.strip_suffix("/error") {
+        let error_type = error_type
+            .or_else(|| {
+                serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["errorType"].as_str().map(str::to_string))
+            })
+            .unwrap_or_else(|| "Unhandled".into());
+        (id, Err(InvokeError::Function { error_type, body }))
+    } else {
+        return Ok(not_found());
+    };
+    let waiter = api.pending.lock().expect("pending lock").remove(id);
+    match waiter {
+        Some(waiter) => {
+            let _ = waiter.send(outcome);
+            Ok(accepted())
+        }
+        None => Ok(reply(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"errorType": "InvalidRequestID", "errorMessage": "Invalid request ID"}),
+        )),
+    }
+}
+
+fn error_text(error_type: Option<&str>, body: &[u8]) -> String {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["errorMessage"].as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    match error_type {
+        Some(t) => format!("{t}: {message}"),
+        None => message,
+    }
+}
+
+fn accepted() -> HttpResponse {
+    reply(StatusCode::ACCEPTED, serde_json::json!({"status": "OK"}))
+}
+
+fn not_found() -> HttpResponse {
+    reply(
+        StatusCode::NOT_FOUND,
+        serde_json::json!({"errorType": "NotFound", "errorMessage": "unknown Runtime API path"}),
+    )
+}
+
+async fn next(api: &Api) -> HttpResponse {
+    api.ready.send_if_modified(|ready| {
+        if ready.is_none() {
+            *ready = Some(Instant::now());
+            true
+        } else {
+            false
+        }
+    });
+    let mut queue = api.next_rx.lock().await;
+    let next = loop {
+        match queue.recv().await {
+            // An invocation that already timed out is skipped.
+            Some(next)
+                if api
+                    .pending
+                    .lock()
+                    .expect("pending lock")
+                    .contains_key(&next.request_id) =>
+            {
+                break next
+            }
+            Some(_) => continue,
+            None => {
+                return reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    serde_json::json!({"errorType": "ServiceException", "errorMessage": "shutting down"}),
+                )
+            }
+        }
+    };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .header("lambda-runtime-aws-request-id", &next.request_id)
+        .header("lambda-runtime-deadline-ms", next.deadline_ms.to_string())
+        .header("lambda-runtime-invoked-function-arn", &api.function_arn)
+        .header("lambda-runtime-trace-id", &next.trace_id)
+        .body(Full::new(next.payload))
+        .expect("valid response")
+}
