@@ -21,6 +21,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
+/// Builds the body of `GET /health`.
+pub type HealthReport = Arc<dyn Fn() -> Value + Send + Sync>;
+
 /// API Gateway's request payload limit.
 pub const MAX_PAYLOAD: usize = 10 * 1024 * 1024;
 /// API Gateway's maximum integration timeout for HTTP APIs.
@@ -155,7 +158,7 @@ pub struct Gateway {
 
 struct Open {
     routes: Arc<Vec<Route>>,
-    health: Arc<dyn Fn() -> Value + Send + Sync>,
+    health: HealthReport,
 }
 
 impl Gateway {
@@ -168,7 +171,7 @@ impl Gateway {
     }
 
     /// Starts serving `routes`; `health` produces the body of `GET /health`.
-    pub fn open(&self, routes: Vec<Route>, health: Arc<dyn Fn() -> Value + Send + Sync>) {
+    pub fn open(&self, routes: Vec<Route>, health: HealthReport) {
         *self.state.write().expect("gateway lock") = Some(Open {
             routes: Arc::new(routes),
             health,
@@ -180,7 +183,7 @@ impl Gateway {
         *self.state.write().expect("gateway lock") = None;
     }
 
-    fn snapshot(&self) -> Option<(Arc<Vec<Route>>, Arc<dyn Fn() -> Value + Send + Sync>)> {
+    fn snapshot(&self) -> Option<(Arc<Vec<Route>>, HealthReport)> {
         self.state
             .read()
             .expect("gateway lock")

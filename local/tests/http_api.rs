@@ -19,7 +19,12 @@ fn agent() -> ureq::Agent {
 }
 
 /// Status, headers and body of one request, made off the async runtime.
-async fn request(method: &'static str, url: String, body: Vec<u8>, headers: Vec<(&'static str, &'static str)>) -> (u16, ureq::http::HeaderMap, Vec<u8>) {
+async fn request(
+    method: &'static str,
+    url: String,
+    body: Vec<u8>,
+    headers: Vec<(&'static str, &'static str)>,
+) -> (u16, ureq::http::HeaderMap, Vec<u8>) {
     tokio::task::spawn_blocking(move || {
         let mut builder = ureq::http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
@@ -50,17 +55,27 @@ async fn the_gateway_behaves_like_api_gateway() {
 
     // Closed until the routes are installed.
     let (status, _, body) = request("GET", format!("{base}/items/1"), vec![], vec![]).await;
-    assert_eq!((status, json(&body)), (503, json!({"message": "Service Unavailable"})));
+    assert_eq!(
+        (status, json(&body)),
+        (503, json!({"message": "Service Unavailable"}))
+    );
     let (status, _, _) = request("GET", format!("{base}/health"), vec![], vec![]).await;
     assert_eq!(status, 503);
 
-    let routes = ["GET /items/{id}", "POST /upload", "ANY /error", "ANY /crash", "ANY /slow", "ANY /garbage"]
-        .iter()
-        .map(|r| {
-            let (method, path) = r.split_once(' ').unwrap();
-            Route::new(method, Some(path), function.clone())
-        })
-        .collect();
+    let routes = [
+        "GET /items/{id}",
+        "POST /upload",
+        "ANY /error",
+        "ANY /crash",
+        "ANY /slow",
+        "ANY /garbage",
+    ]
+    .iter()
+    .map(|r| {
+        let (method, path) = r.split_once(' ').unwrap();
+        Route::new(method, Some(path), function.clone())
+    })
+    .collect();
     gateway.open(routes, Arc::new(|| json!({"status": "ok"})));
 
     let (status, _, body) = request("GET", format!("{base}/health"), vec![], vec![]).await;
@@ -71,7 +86,11 @@ async fn the_gateway_behaves_like_api_gateway() {
         "GET",
         format!("{base}/items/abc%20d?x=1&x=2&y=z"),
         vec![],
-        vec![("cookie", "s=1; t=2"), ("user-agent", "test-agent"), ("X-Custom", "v")],
+        vec![
+            ("cookie", "s=1; t=2"),
+            ("user-agent", "test-agent"),
+            ("X-Custom", "v"),
+        ],
     )
     .await;
     assert_eq!(status, 200);
@@ -84,14 +103,18 @@ async fn the_gateway_behaves_like_api_gateway() {
     assert_eq!(event["rawPath"], "/items/abc%20d");
     assert_eq!(event["rawQueryString"], "x=1&x=2&y=z");
     assert_eq!(event["pathParameters"], json!({"id": "abc d"}));
-    assert_eq!(event["queryStringParameters"], json!({"x": "1,2", "y": "z"}));
+    assert_eq!(
+        event["queryStringParameters"],
+        json!({"x": "1,2", "y": "z"})
+    );
     assert_eq!(event["cookies"], json!(["s=1", "t=2"]));
     assert_eq!(event["headers"]["x-custom"], "v");
     assert_eq!(event["requestContext"]["http"]["sourceIp"], "127.0.0.1");
     assert_eq!(event["requestContext"]["http"]["userAgent"], "test-agent");
     assert_eq!(event["requestContext"]["stage"], "$default");
     assert!(event.get("body").is_none());
-    let typed: aws_lambda_events::apigw::ApiGatewayV2httpRequest = serde_json::from_value(event).unwrap();
+    let typed: aws_lambda_events::apigw::ApiGatewayV2httpRequest =
+        serde_json::from_value(event).unwrap();
     assert_eq!(typed.request_context.http.method, http::Method::GET);
 
     // Binary bodies arrive base64-encoded.
@@ -104,7 +127,10 @@ async fn the_gateway_behaves_like_api_gateway() {
     .await;
     assert_eq!(status, 200);
     let event = json(&body);
-    assert_eq!((event["isBase64Encoded"].clone(), event["body"].clone()), (json!(true), json!("AJ+Slg==")));
+    assert_eq!(
+        (event["isBase64Encoded"].clone(), event["body"].clone()),
+        (json!(true), json!("AJ+Slg=="))
+    );
 
     // API Gateway's own answers.
     let not_found = json!({"message": "Not Found"});
@@ -112,8 +138,17 @@ async fn the_gateway_behaves_like_api_gateway() {
     assert_eq!((status, json(&body)), (404, not_found.clone()));
     let (status, _, body) = request("DELETE", format!("{base}/items/1"), vec![], vec![]).await;
     assert_eq!((status, json(&body)), (404, not_found));
-    let (status, _, body) = request("POST", format!("{base}/upload"), vec![b'x'; http_api::MAX_PAYLOAD + 1], vec![]).await;
-    assert_eq!((status, json(&body)), (413, json!({"message": "Request Entity Too Large"})));
+    let (status, _, body) = request(
+        "POST",
+        format!("{base}/upload"),
+        vec![b'x'; http_api::MAX_PAYLOAD + 1],
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        (status, json(&body)),
+        (413, json!({"message": "Request Entity Too Large"}))
+    );
     let internal = json!({"message": "Internal Server Error"});
     for path in ["/error", "/garbage", "/crash", "/slow"] {
         let (status, _, body) = request("POST", format!("{base}{path}"), vec![], vec![]).await;

@@ -106,4 +106,3 @@ pub fn spec(program: &Path, timeout: Duration, mode: &str) -> FunctionSpec {
         report: true,
     }
 }
-
