@@ -72,6 +72,13 @@ pub mod vars {
         "RELAY_MAX_SECONDS",
         "LOG_LEVEL",
     ];
+    // The variables without a default: each function's must be set by template.yaml
+    // (DB_SECRET_ARN stands for "DB_SECRET_ARN or DB_PASSWORD"; the template uses the secret).
+    pub const COMMAND_REQUIRED: &[&str] = &["DB_HOST", "DB_SECRET_ARN", "ORDER_EVENTS_TOPIC_ARN"];
+    pub const RELAY_REQUIRED: &[&str] = &["DB_HOST", "DB_SECRET_ARN", "ORDER_EVENTS_TOPIC_ARN"];
+    pub const MIGRATE_REQUIRED: &[&str] = &["DB_HOST", "DB_SECRET_ARN"];
+    pub const UPDATER_REQUIRED: &[&str] = &["ORDERS_TABLE", "RECEIPTS_BUCKET"];
+    pub const QUERY_REQUIRED: &[&str] = &["ORDERS_TABLE", "RECEIPTS_BUCKET", "CURSOR_SIGNING_KEY"];
     pub const MIGRATE: &[&str] = &[
         "DB_HOST",
         "DB_PORT",
@@ -310,6 +317,26 @@ impl QueryConfig {
             receipt_url_ttl: Duration::from_secs(parsed("RECEIPT_URL_TTL_SECONDS", 900)?),
             cursor_key: cursor_key.into_bytes(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::vars::*;
+
+    #[test]
+    fn required_variables_are_listed_variables() {
+        for (all, required) in [
+            (COMMAND, COMMAND_REQUIRED),
+            (RELAY, RELAY_REQUIRED),
+            (MIGRATE, MIGRATE_REQUIRED),
+            (UPDATER, UPDATER_REQUIRED),
+            (QUERY, QUERY_REQUIRED),
+        ] {
+            for name in required {
+                assert!(all.contains(name), "{name}");
+            }
+        }
     }
 }
 
