@@ -320,6 +320,14 @@ impl QueryConfig {
     }
 }
 
+/// The log filter: `LOG_LEVEL`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else `info`.
+pub fn log_level() -> String {
+    optional("LOG_LEVEL")
+        .or_else(|| optional("AWS_LAMBDA_LOG_LEVEL"))
+        .unwrap_or_else(|| "info".into())
+        .to_ascii_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::vars::*;
@@ -338,12 +346,4 @@ mod tests {
             }
         }
     }
-}
-
-/// The log filter: `LOG_LEVEL`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else `info`.
-pub fn log_level() -> String {
-    optional("LOG_LEVEL")
-        .or_else(|| optional("AWS_LAMBDA_LOG_LEVEL"))
-        .unwrap_or_else(|| "info".into())
-        .to_ascii_lowercase()
 }
