@@ -102,9 +102,16 @@ impl Signals {
     }
 }
 
-/// Runs until a signal; `Err` when something failed.
-pub async fn run(options: Options) -> Result<(), String> {
-    let mut signals = Signals::new()?;
+/// A failure the runner has already reported on stderr.
+#[derive(Debug)]
+pub struct Failed;
+
+/// Runs until a signal; `Err` when something failed (after saying what).
+pub async fn run(options: Options) -> Result<(), Failed> {
+    let mut signals = Signals::new().map_err(|e| {
+        eprintln!("orders-local: error: {e}");
+        Failed
+    })?;
     let stack = Stack::default();
     let stop = tokio::select! {
         started = start(&options, &stack) => match started {
@@ -131,7 +138,7 @@ pub async fn run(options: Options) -> Result<(), String> {
     say("stopped");
     match stop {
         Stop::Signal(_) => Ok(()),
-        Stop::Failed(e) => Err(e),
+        Stop::Failed(_) => Err(Failed),
     }
 }
 
