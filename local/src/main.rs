@@ -42,6 +42,9 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(orders_local::runner::run(*options)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(orders_local::runner::Failed) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("orders-local: error: {e}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
