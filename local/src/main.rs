@@ -42,9 +42,6 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(orders_local::runner::run(*options)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("orders-local: error: {e}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(orders_local::runner::Failed) => std::process::ExitCode::FAILURE,
     }
 }

@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A queue as created locally.
 #[derive(Debug, Clone)]
@@ -45,6 +45,71 @@ pub struct Provisioned {
     pub lines: Vec<String>,
     /// Queues by logical id.
     pub queues: BTreeMap<String, Queue>,
+    /// Secret values by ARN and by name, for `{{resolve:secretsmanager:...}}` references.
+    pub secret_values: HashMap<String, String>,
+}
+
+/// Letters and digits from the system's random source (for generated secrets).
+pub fn random_text(length: usize) -> String {
+    let mut out = String::new();
+    while out.len() < length {
+        out.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    out.truncate(length.max(1));
+    out
+}
+
+/// Replaces CloudFormation dynamic references to Secrets Manager
+/// (`{{resolve:secretsmanager:<arn or name>:SecretString[:<json key>[:...]]}}`) with the values
+/// of the local secrets.
+pub fn resolve_dynamic(text: &str, secrets: &HashMap<String, String>) -> Result<String, String> {
+    const START: &str = "{{resolve:";
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(START) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + START.len()..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| format!("unclosed dynamic reference in {text:?}"))?;
+        let reference = &after[..end];
+        let Some(inner) = reference.strip_prefix("secretsmanager:") else {
+            return Err(format!(
+                "{{{{resolve:{reference}}}}} is not supported locally"
+            ));
+        };
+        let (id, selector) = match inner.split_once(":SecretString") {
+            Some((id, selector)) => (id, selector),
+            None => (inner, ""),
+        };
+        let value = secrets
+            .get(id)
+            .ok_or_else(|| format!("secret {id} is not a local secret"))?;
+        match selector
+            .trim_start_matches(':')
+            .split(':')
+            .next()
+            .filter(|k| !k.is_empty())
+        {
+            None => out.push_str(value),
+            Some(key) => {
+                let json: Value = serde_json::from_str(value)
+                    .map_err(|_| format!("secret {id} is not JSON (asked for key {key})"))?;
+                let field = json
+                    .get(key)
+                    .and_then(text_of)
+                    .ok_or_else(|| format!("secret {id} has no key {key}"))?;
+                out.push_str(&field);
+            }
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn text_of(value: &Value) -> Option<String> {
+    text(value)
 }
 
 fn err<E: std::error::Error>(what: &str) -> impl FnOnce(E) -> String + '_ {
@@ -86,10 +151,15 @@ pub fn describe_database(resolver: &mut Resolver<'_>, db: &Database<'_>) {
     }
 }
 
+/// Creates the resources. `database_secrets` are the logical ids of the secrets that hold the
+/// database credentials; other generated secret values are taken from, and added to,
+/// `generated_values` (so that they stay the same from one run to the next).
 pub async fn provision(
     aws: &SdkConfig,
     resolver: &mut Resolver<'_>,
     db: &Database<'_>,
+    database_secrets: &BTreeSet<String>,
+    generated_values: &mut BTreeMap<String, String>,
     visibility_override: Option<u32>,
 ) -> Result<Provisioned, String> {
     let template = resolver.template;
@@ -114,27 +184,40 @@ pub async fn provision(
         Ok(out)
     };
 
-    // Secrets Manager: the database credentials.
+    // Secrets Manager: the database credentials, and generated values for the others.
     let secrets = aws_sdk_secretsmanager::Client::new(aws);
     for (id, props) in wanted(resolver, "AWS::SecretsManager::Secret")? {
         let name = name_of(resolver, &id, &props, "Name")?;
+        let is_database = database_secrets.contains(&id);
         let value = match props.get("SecretString") {
             Some(v) => resolver.string(v)?,
             None => {
                 let generate = &props["GenerateSecretString"];
+                let mut generated = || {
+                    let length = generate["PasswordLength"].as_u64().unwrap_or(32) as usize;
+                    generated_values
+                        .entry(id.clone())
+                        .or_insert_with(|| random_text(length))
+                        .clone()
+                };
                 match generate["GenerateStringKey"].as_str() {
                     Some(key) => {
                         let mut object: Map<String, Value> = generate["SecretStringTemplate"]
                             .as_str()
                             .and_then(|t| serde_json::from_str(t).ok())
                             .unwrap_or_default();
-                        if object.contains_key("username") {
-                            object.insert("username".into(), db.user.into());
+                        if is_database {
+                            if object.contains_key("username") {
+                                object.insert("username".into(), db.user.into());
+                            }
+                            object.insert(key.into(), db.password.into());
+                        } else {
+                            object.insert(key.into(), generated().into());
                         }
-                        object.insert(key.into(), db.password.into());
                         Value::Object(object).to_string()
                     }
-                    None => db.password.to_string(),
+                    None if is_database => db.password.to_string(),
+                    None => generated(),
                 }
             }
         };
@@ -162,8 +245,16 @@ pub async fn provision(
             }
             Err(e) => return Err(err("CreateSecret")(e)),
         };
-        done.lines
-            .push(format!("secret {name} (the local database credentials)"));
+        done.lines.push(format!(
+            "secret {name} ({})",
+            if is_database {
+                "the local database credentials"
+            } else {
+                "a generated value"
+            }
+        ));
+        done.secret_values.insert(arn.clone(), value.clone());
+        done.secret_values.insert(name, value);
         resolver
             .physical
             .insert(id, Physical::new(arn.clone()).with("Id", arn));
@@ -534,4 +625,50 @@ pub async fn provision(
         resolver.physical.insert(id, Physical::new(arn));
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dynamic_references_resolve_to_local_secrets() {
+        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:stack-db-AbCdEf";
+        let secrets = HashMap::from([
+            (
+                arn.to_string(),
+                r#"{"username":"orders","password":"pw"}"#.to_string(),
+            ),
+            ("stack-key".to_string(), "k3y".to_string()),
+        ]);
+        let text = format!("{{{{resolve:secretsmanager:{arn}:SecretString:password}}}}");
+        assert_eq!(resolve_dynamic(&text, &secrets).unwrap(), "pw");
+        assert_eq!(
+            resolve_dynamic(
+                "a-{{resolve:secretsmanager:stack-key:SecretString}}-b",
+                &secrets
+            )
+            .unwrap(),
+            "a-k3y-b"
+        );
+        assert_eq!(
+            resolve_dynamic("{{resolve:secretsmanager:stack-key}}", &secrets).unwrap(),
+            "k3y"
+        );
+        assert_eq!(resolve_dynamic("plain", &secrets).unwrap(), "plain");
+        assert!(resolve_dynamic("{{resolve:ssm:/param}}", &secrets).is_err());
+        assert!(
+            resolve_dynamic("{{resolve:secretsmanager:other:SecretString}}", &secrets).is_err()
+        );
+        let missing_key = format!("{{{{resolve:secretsmanager:{arn}:SecretString:nope}}}}");
+        assert!(resolve_dynamic(&missing_key, &secrets).is_err());
+    }
+
+    #[test]
+    fn random_text_has_the_length_asked_for() {
+        assert_eq!(random_text(64).len(), 64);
+        assert_eq!(random_text(5).len(), 5);
+        assert!(random_text(40).chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(random_text(32), random_text(32));
+    }
 }

@@ -102,9 +102,16 @@ impl Signals {
     }
 }
 
-/// Runs until a signal; `Err` when something failed.
-pub async fn run(options: Options) -> Result<(), String> {
-    let mut signals = Signals::new()?;
+/// A failure the runner has already reported on stderr.
+#[derive(Debug)]
+pub struct Failed;
+
+/// Runs until a signal; `Err` when something failed (after saying what).
+pub async fn run(options: Options) -> Result<(), Failed> {
+    let mut signals = Signals::new().map_err(|e| {
+        eprintln!("orders-local: error: {e}");
+        Failed
+    })?;
     let stack = Stack::default();
     let stop = tokio::select! {
         started = start(&options, &stack) => match started {
@@ -131,7 +138,7 @@ pub async fn run(options: Options) -> Result<(), String> {
     say("stopped");
     match stop {
         Stop::Signal(_) => Ok(()),
-        Stop::Failed(e) => Err(e),
+        Stop::Failed(_) => Err(Failed),
     }
 }
 
@@ -233,6 +240,7 @@ fn function_env(
     resolver: &Resolver<'_>,
     db: &Db,
     aws: &AwsTarget,
+    secrets: &std::collections::HashMap<String, String>,
 ) -> (Vec<(String, String)>, Vec<String>) {
     let mut env = Vec::new();
     let mut overridden = Vec::new();
@@ -246,7 +254,10 @@ fn function_env(
             overridden.push(name.clone());
             continue;
         }
-        match resolver.string(value) {
+        match resolver
+            .string(value)
+            .and_then(|v| provision::resolve_dynamic(&v, secrets))
+        {
             Ok(v) => env.push((name.clone(), v)),
             Err(e) => warn(format!(
                 "{}: {name} is not set locally ({e})",
@@ -351,9 +362,26 @@ fn template_value(
         .find_map(|v| resolver.string(v).ok())
 }
 
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// The env file for `cargo lambda watch --env-file`: every function's variables.
-fn write_env_file(path: &Path, specs: &[FunctionSpec]) -> Result<(), String> {
+/// (The region too, which Lambda sets and cargo lambda does not.)
+fn write_env_file(path: &Path, specs: &[FunctionSpec], region: &str) -> Result<(), String> {
     let mut seen = std::collections::BTreeMap::new();
+    seen.insert("AWS_REGION".to_string(), region.to_string());
+    seen.insert("AWS_DEFAULT_REGION".to_string(), region.to_string());
     for spec in specs {
         for (k, v) in &spec.env {
             seen.entry(k.clone()).or_insert_with(|| v.clone());
@@ -363,7 +391,7 @@ fn write_env_file(path: &Path, specs: &[FunctionSpec]) -> Result<(), String> {
     for (k, v) in seen {
         text.push_str(&format!("{k}={v}\n"));
     }
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    write_private(path, &text)
 }
 
 async fn start(options: &Options, stack: &Stack) -> Result<Watch, String> {
@@ -571,7 +599,20 @@ async fn start(options: &Options, stack: &Stack) -> Result<Watch, String> {
     let provisioned = match aws_target {
         AwsTarget::Real => Provisioned::default(),
         AwsTarget::Endpoint(_) => {
-            provision::provision(
+            // The secrets the functions read the database password from.
+            let database_secrets = defs
+                .iter()
+                .filter_map(|d| d.env.get("DB_SECRET_ARN"))
+                .filter_map(|v| crate::template::referenced_id(v).map(str::to_string))
+                .collect();
+            // Other generated secrets keep their values from one run to the next.
+            let saved = options.state_dir.join("secrets.json");
+            let mut generated: std::collections::BTreeMap<String, String> =
+                std::fs::read_to_string(&saved)
+                    .ok()
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .unwrap_or_default();
+            let provisioned = provision::provision(
                 &aws,
                 &mut resolver,
                 &Database {
@@ -580,9 +621,14 @@ async fn start(options: &Options, stack: &Stack) -> Result<Watch, String> {
                     user: &db.config.user,
                     password: &db.password,
                 },
+                &database_secrets,
+                &mut generated,
                 options.visibility_timeout,
             )
-            .await?
+            .await?;
+            let text = serde_json::to_string_pretty(&generated).unwrap_or_default();
+            write_private(&saved, &text)?;
+            provisioned
         }
     };
     for line in &provisioned.lines {
@@ -593,7 +639,8 @@ async fn start(options: &Options, stack: &Stack) -> Result<Watch, String> {
     let mut specs = Vec::new();
     let mut overridden = std::collections::BTreeSet::new();
     for (def, program) in &to_run {
-        let (env, from_caller) = function_env(def, &resolver, &db, &aws_target);
+        let (env, from_caller) =
+            function_env(def, &resolver, &db, &aws_target, &provisioned.secret_values);
         overridden.extend(from_caller);
         specs.push(FunctionSpec {
             name: def.binary.clone(),
@@ -616,7 +663,7 @@ async fn start(options: &Options, stack: &Stack) -> Result<Watch, String> {
         ));
     }
     let env_file = options.state_dir.join("cargo-lambda.env");
-    write_env_file(&env_file, &specs)?;
+    write_env_file(&env_file, &specs, &region)?;
     let mut functions = Vec::new();
     for spec in specs {
         let function = Function::new(spec);

@@ -77,6 +77,34 @@ fn run_local_serves_the_api_and_stops_cleanly() {
         );
     }
 
+    // A function process that dies is replaced by a new one on the next invocation.
+    let query_pid =
+        |health: &serde_json::Value| health["components"]["functions"]["query"]["pid"].as_u64();
+    let killed = query_pid(&health).expect("query pid");
+    // SAFETY: kill(2) on a process of the runner's tree.
+    unsafe {
+        libc::kill(killed as i32, libc::SIGKILL);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, health) = json_of(agent.get(&format!("{base}/health")).call().expect("health"));
+        if query_pid(&health).is_none() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the runner did not notice: {health}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        await_order(&agent, &base, &id, Duration::from_secs(60))["orderId"],
+        id.as_str()
+    );
+    let (_, health) = json_of(agent.get(&format!("{base}/health")).call().expect("health"));
+    let restarted = query_pid(&health).expect("a new query process");
+    assert_ne!(restarted, killed);
+
     // Every process it started and every port they listen on.
     let tree = process_tree(runner.pid());
     let pids: Vec<u32> = tree.iter().map(|p| p.pid).collect();

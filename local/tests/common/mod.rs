@@ -92,11 +92,6 @@ impl Runner {
             .arg("--state-dir")
             .arg(state)
             .args(extra)
-            .args(
-                std::env::var("TMP_TEMPLATE")
-                    .map(|t| vec!["--template".to_string(), t])
-                    .unwrap_or_default(),
-            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
