@@ -17,6 +17,9 @@ Options:
   --fresh                   delete the local database first (start with no orders)
   --visibility-timeout SECS use this SQS visibility timeout instead of the template's
                             [env LOCAL_SQS_VISIBILITY_TIMEOUT] (failed records come back sooner)
+  --concurrency N           most execution environments (processes) per function at once, as
+                            Lambda scales out under concurrent requests [env LOCAL_CONCURRENCY;
+                            default 4]
   --template FILE           the SAM template [default <repo>/template.yaml]
   --bin-dir DIR             where the function binaries are [default <repo>/target/debug]
   --stack-name NAME         prefix of local resource names [env LOCAL_STACK_NAME; default orders-local]
@@ -41,6 +44,8 @@ pub struct Options {
     pub state_dir: PathBuf,
     pub fresh: bool,
     pub visibility_timeout: Option<u32>,
+    /// Most execution environments per function at once.
+    pub concurrency: usize,
     pub template: PathBuf,
     pub bin_dir: PathBuf,
     pub stack_name: String,
@@ -88,6 +93,10 @@ pub fn parse(
         visibility_timeout: env("LOCAL_SQS_VISIBILITY_TIMEOUT")
             .map(|v| number("LOCAL_SQS_VISIBILITY_TIMEOUT", &v))
             .transpose()?,
+        concurrency: env("LOCAL_CONCURRENCY")
+            .map(|v| number("LOCAL_CONCURRENCY", &v))
+            .transpose()?
+            .unwrap_or(4),
         template: root.join("template.yaml"),
         bin_dir: root.join("target/debug"),
         stack_name: env("LOCAL_STACK_NAME").unwrap_or_else(|| "orders-local".into()),
@@ -117,11 +126,15 @@ pub fn parse(
             "--visibility-timeout" => {
                 options.visibility_timeout = Some(number("--visibility-timeout", &value()?)?)
             }
+            "--concurrency" => options.concurrency = number("--concurrency", &value()?)?,
             "--template" => options.template = PathBuf::from(value()?),
             "--bin-dir" => options.bin_dir = PathBuf::from(value()?),
             "--stack-name" => options.stack_name = value()?,
             other => return Err(format!("unknown option {other} (see --help)")),
         }
+    }
+    if options.concurrency == 0 {
+        return Err("--concurrency must be at least 1".into());
     }
     let cwd = std::env::current_dir().unwrap_or_default();
     for path in [
@@ -166,6 +179,18 @@ mod tests {
         assert!(!o.fresh);
         assert_eq!(o.visibility_timeout, None);
         assert!(!o.real_aws);
+        assert_eq!(o.concurrency, 4);
+    }
+
+    #[test]
+    fn concurrency() {
+        assert_eq!(run(&["--concurrency", "16"], &[]).unwrap().concurrency, 16);
+        assert_eq!(
+            run(&[], &[("LOCAL_CONCURRENCY", "2")]).unwrap().concurrency,
+            2
+        );
+        assert!(run(&["--concurrency", "0"], &[]).is_err());
+        assert!(run(&["--concurrency", "many"], &[]).is_err());
     }
 
     #[test]

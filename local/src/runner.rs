@@ -666,7 +666,7 @@ async fn start(options: &Options, stack: &Stack) -> Result<Watch, String> {
     write_env_file(&env_file, &specs, &region)?;
     let mut functions = Vec::new();
     for spec in specs {
-        let function = Function::new(spec);
+        let function = Function::with_concurrency(spec, options.concurrency);
         stack
             .functions
             .lock()
@@ -853,7 +853,12 @@ async fn start(options: &Options, stack: &Stack) -> Result<Watch, String> {
                 .iter()
                 .map(|f| {
                     let state = match f.pid() {
-                        Some(pid) => json!({"state": "running", "pid": pid}),
+                        Some(pid) => json!({
+                            "state": "running",
+                            "pid": pid,
+                            "pids": f.pids(),
+                            "concurrency": f.concurrency(),
+                        }),
                         None => json!({"state": "stopped (next invocation cold-starts)"}),
                     };
                     (f.name().to_string(), state)

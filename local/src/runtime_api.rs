@@ -110,7 +110,9 @@ pub struct Invoked {
     pub duration: Duration,
 }
 
-/// One function: at most one execution environment, one invocation at a time.
+/// One function: up to `concurrency` execution environments (processes), each handling one
+/// invocation at a time, like Lambda scaling a function out. Warm environments are reused first;
+/// a new one is started (a cold start) only when every running one is busy.
 #[derive(Clone)]
 pub struct Function {
     inner: Arc<Inner>,
@@ -118,19 +120,52 @@ pub struct Function {
 
 struct Inner {
     spec: FunctionSpec,
-    /// Held for a whole invocation (and a cold start).
-    turn: tokio::sync::Mutex<()>,
-    current: Mutex<Option<Arc<Environment>>>,
+    slots: Vec<Slot>,
+    /// One permit per slot: invocations beyond the concurrency wait here.
+    capacity: tokio::sync::Semaphore,
     stopped: AtomicBool,
 }
 
+/// The place of one execution environment.
+#[derive(Default)]
+struct Slot {
+    /// Held for a whole invocation (and a cold start).
+    turn: tokio::sync::Mutex<()>,
+    current: Mutex<Option<Arc<Environment>>>,
+}
+
+impl Slot {
+    fn live(&self) -> Option<Arc<Environment>> {
+        self.current
+            .lock()
+            .expect("current lock")
+            .clone()
+            .filter(|e| e.process.exit_status().is_none())
+    }
+
+    async fn stop(&self, grace: Duration) {
+        let env = self.current.lock().expect("current lock").take();
+        if let Some(env) = env {
+            env.process.stop(libc::SIGTERM, grace).await;
+            env.server.abort();
+        }
+    }
+}
+
 impl Function {
+    /// A function with one execution environment at a time.
     pub fn new(spec: FunctionSpec) -> Self {
+        Self::with_concurrency(spec, 1)
+    }
+
+    /// A function with up to `concurrency` (at least 1) execution environments at once.
+    pub fn with_concurrency(spec: FunctionSpec, concurrency: usize) -> Self {
+        let concurrency = concurrency.max(1);
         Self {
             inner: Arc::new(Inner {
                 spec,
-                turn: tokio::sync::Mutex::new(()),
-                current: Mutex::new(None),
+                slots: (0..concurrency).map(|_| Slot::default()).collect(),
+                capacity: tokio::sync::Semaphore::new(concurrency),
                 stopped: AtomicBool::new(false),
             }),
         }
@@ -144,72 +179,84 @@ impl Function {
         &self.inner.spec.name
     }
 
-    /// The pid of the running process, if one is up.
+    /// The most execution environments it runs at once.
+    pub fn concurrency(&self) -> usize {
+        self.inner.slots.len()
+    }
+
+    /// The pid of a running process (the first environment's), if one is up.
     pub fn pid(&self) -> Option<u32> {
-        self.live().map(|e| e.process.pid)
+        self.pids().first().copied()
     }
 
-    fn live(&self) -> Option<Arc<Environment>> {
+    /// The pids of every running process.
+    pub fn pids(&self) -> Vec<u32> {
         self.inner
-            .current
-            .lock()
-            .expect("current lock")
-            .clone()
-            .filter(|e| e.process.exit_status().is_none())
+            .slots
+            .iter()
+            .filter_map(|slot| slot.live().map(|e| e.process.pid))
+            .collect()
     }
 
-    /// Starts a process now, unless one is up; returns its init duration when it started one.
+    /// Starts a process in the first environment now, unless one is up there; returns its init
+    /// duration when it started one.
     pub async fn start(&self) -> Result<Option<Duration>, InvokeError> {
-        let _turn = self.inner.turn.lock().await;
+        let slot = &self.inner.slots[0];
+        let _turn = slot.turn.lock().await;
         if self.inner.stopped.load(Ordering::SeqCst) {
             return Err(InvokeError::Stopped);
         }
-        if self.live().is_some() {
+        if slot.live().is_some() {
             return Ok(None);
         }
-        self.cold_start().await.map(|(_, init)| Some(init))
+        self.cold_start(slot).await.map(|(_, init)| Some(init))
     }
 
-    async fn cold_start(&self) -> Result<(Arc<Environment>, Duration), InvokeError> {
+    async fn cold_start(&self, slot: &Slot) -> Result<(Arc<Environment>, Duration), InvokeError> {
         let spec = &self.inner.spec;
         let env = Arc::new(Environment::spawn(spec).await?);
-        *self.inner.current.lock().expect("current lock") = Some(env.clone());
+        *slot.current.lock().expect("current lock") = Some(env.clone());
         match env.wait_ready(spec.init_timeout).await {
             Ok(init) => Ok((env, init)),
             Err(e) => {
-                self.discard(&env, Duration::ZERO).await;
+                discard(slot, &env).await;
                 Err(e)
             }
         }
     }
 
-    /// Stops `env` (if it is still the current environment).
-    async fn discard(&self, env: &Arc<Environment>, grace: Duration) {
-        {
-            let mut current = self.inner.current.lock().expect("current lock");
-            if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, env)) {
-                *current = None;
+    /// Takes the turn of a free slot: one with a warm environment if there is one.
+    async fn free_slot(&self) -> (&Slot, tokio::sync::MutexGuard<'_, ()>) {
+        let slots = &self.inner.slots;
+        let warm = slots.iter().filter(|s| s.live().is_some());
+        let cold = slots.iter().filter(|s| s.live().is_none());
+        for slot in warm.chain(cold) {
+            if let Ok(turn) = slot.turn.try_lock() {
+                return (slot, turn);
             }
         }
-        env.process.stop(libc::SIGKILL, grace).await;
-        env.server.abort();
+        // Every slot is held although a permit was free: a start or reset holds one briefly.
+        let slot = &slots[0];
+        (slot, slot.turn.lock().await)
     }
 
     /// Invokes the function with `payload` (the event JSON) and waits for its answer.
     pub async fn invoke(&self, payload: Bytes) -> Result<Invoked, InvokeError> {
-        let _turn = self.inner.turn.lock().await;
+        let Ok(_permit) = self.inner.capacity.acquire().await else {
+            return Err(InvokeError::Stopped);
+        };
+        let (slot, _turn) = self.free_slot().await;
         if self.inner.stopped.load(Ordering::SeqCst) {
             return Err(InvokeError::Stopped);
         }
         let spec = &self.inner.spec;
-        let (env, init) = match self.live() {
+        let (env, init) = match slot.live() {
             Some(env) => (env, None),
             None => {
-                let (env, init) = self.cold_start().await?;
+                let (env, init) = self.cold_start(slot).await?;
                 (env, Some(init))
             }
         };
-
         let request_id = uuid::Uuid::new_v4().to_string();
         let deadline = SystemTime::now() + spec.timeout;
         let deadline_ms = deadline
@@ -273,7 +320,7 @@ impl Function {
             Err(error) => {
                 if matches!(error, InvokeError::Timeout(_) | InvokeError::Crashed(_)) {
                     // Like Lambda, a timed-out or crashed environment is not reused.
-                    self.discard(&env, Duration::ZERO).await;
+                    discard(slot, &env).await;
                     if spec.show_output && !self.inner.stopped.load(Ordering::SeqCst) {
                         output::prefixed(
                             &spec.name,
@@ -289,27 +336,33 @@ impl Function {
         }
     }
 
-    /// Stops the current process (the next invocation cold-starts).
+    /// Stops every running process (the next invocation cold-starts).
     pub async fn reset(&self) {
-        let env = self.inner.current.lock().expect("current lock").take();
-        if let Some(env) = env {
-            env.process
-                .stop(libc::SIGTERM, Duration::from_secs(2))
-                .await;
-            env.server.abort();
+        for slot in &self.inner.slots {
+            let _turn = slot.turn.lock().await;
+            slot.stop(Duration::from_secs(2)).await;
         }
     }
 
-    /// Stops the process for good: SIGTERM, then SIGKILL after `grace`. An invocation in
-    /// flight fails.
+    /// Stops the processes for good: SIGTERM, then SIGKILL after `grace`. Invocations in
+    /// flight fail.
     pub async fn stop(&self, grace: Duration) {
         self.inner.stopped.store(true, Ordering::SeqCst);
-        let env = self.inner.current.lock().expect("current lock").take();
-        if let Some(env) = env {
-            env.process.stop(libc::SIGTERM, grace).await;
-            env.server.abort();
+        self.inner.capacity.close();
+        futures::future::join_all(self.inner.slots.iter().map(|slot| slot.stop(grace))).await;
+    }
+}
+
+/// Kills `env` at once and forgets it (if it is still the slot's environment).
+async fn discard(slot: &Slot, env: &Arc<Environment>) {
+    {
+        let mut current = slot.current.lock().expect("current lock");
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, env)) {
+            *current = None;
         }
     }
+    env.process.stop(libc::SIGKILL, Duration::ZERO).await;
+    env.server.abort();
 }
 
 fn short_status(error: &InvokeError) -> &'static str {

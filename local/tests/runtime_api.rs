@@ -169,3 +169,32 @@ async fn an_init_failure_is_reported() {
         Err(InvokeError::InitFailed(_))
     ));
 }
+
+#[tokio::test]
+async fn concurrent_invocations_scale_out_to_the_concurrency_and_no_further() {
+    let fake = Fake::new();
+    let function = Function::with_concurrency(
+        fake::spec(&fake.program(), Duration::from_secs(30), "normal"),
+        3,
+    );
+    assert_eq!(function.concurrency(), 3);
+    let calls = (0..5).map(|_| call(&function, json!({"action": "sleep", "seconds": 1})));
+    let results = futures::future::join_all(calls).await;
+    let mut pids = std::collections::BTreeSet::new();
+    let mut cold_starts = 0;
+    for result in results {
+        let (body, init) = result.expect("every invocation is answered");
+        pids.insert(body["pid"].as_u64().expect("pid"));
+        cold_starts += usize::from(init.is_some());
+    }
+    assert_eq!(pids.len(), 3, "three processes served five calls: {pids:?}");
+    assert_eq!(cold_starts, 3);
+    assert_eq!(function.pids().len(), 3);
+
+    // Warm environments are reused: a lone call starts nothing new.
+    let (body, init) = call(&function, json!({})).await.unwrap();
+    assert_eq!(init, None);
+    assert!(pids.contains(&body["pid"].as_u64().unwrap()));
+    function.stop(Duration::from_secs(2)).await;
+    assert!(function.pids().is_empty());
+}
