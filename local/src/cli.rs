@@ -1,5 +1,6 @@
 //! Command-line flags and environment variables of the runner.
 
+use crate::auth::{Subject, DEFAULT_TTL_SECS};
 use std::path::PathBuf;
 
 pub const HELP: &str = "\
@@ -7,6 +8,7 @@ orders-local: runs the whole orders-cqrs system on this machine (no Docker, no A
 Start it with scripts/run-local, which builds the functions first.
 
 Usage: orders-local [OPTIONS]
+       orders-local mint-token (--customer ID | --staff) [--ttl SECS] [--state-dir DIR]
 
 Options:
   --port N                  HTTP API port [env LOCAL_API_PORT; default 3000]
@@ -27,6 +29,9 @@ Options:
                             resource variables (ORDERS_TABLE, ...) from the environment
                             [env LOCAL_REAL_AWS=1]; no queue polling, no re-projection
   -h, --help                this text
+
+When template.yaml gives the HTTP API a JWT authorizer, the runner checks tokens as API Gateway
+does, against a local issuer and a development key in <state-dir>/auth/ (`mint-token --help`).
 
 Existing services instead of local ones:
   DB_HOST (with DB_PORT, DB_NAME, DB_USER, DB_PASSWORD, DB_SSLMODE)  use that PostgreSQL
@@ -52,11 +57,35 @@ pub struct Options {
     pub real_aws: bool,
 }
 
+pub const MINT_HELP: &str = "\
+orders-local mint-token: prints a JWT the local runner accepts (signed by the development key in
+<state-dir>/auth/, which is generated if there is none yet), for curl -H \"authorization: Bearer ...\".
+
+Usage: orders-local mint-token (--customer ID | --staff) [OPTIONS]
+
+Options:
+  --customer ID     a customer's token (sub = ID, scope orders/customer)
+  --staff           a staff token (sub staff-local, scope orders/admin)
+  --ttl SECS        lifetime [default 3600]
+  --state-dir DIR   where the key is [env LOCAL_STATE_DIR; default <repo>/.local]
+  -h, --help        this text
+";
+
+/// What `orders-local mint-token` was asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MintOptions {
+    pub subject: Subject,
+    pub ttl_secs: u64,
+    pub state_dir: PathBuf,
+}
+
 /// The outcome of reading the command line.
 #[derive(Debug)]
 pub enum Parsed {
     Run(Box<Options>),
     Help,
+    MintToken(MintOptions),
+    MintHelp,
 }
 
 fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, String> {
@@ -73,6 +102,14 @@ pub fn parse(
     root: PathBuf,
 ) -> Result<Parsed, String> {
     let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let mut args = args.into_iter().peekable();
+    if args.peek().map(String::as_str) == Some("mint-token") {
+        args.next();
+        let state_dir = env("LOCAL_STATE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join(".local"));
+        return parse_mint(args, state_dir);
+    }
     let mut options = Options {
         api_port: env("LOCAL_API_PORT")
             .map(|v| number("LOCAL_API_PORT", &v))
@@ -103,12 +140,8 @@ pub fn parse(
         real_aws: env("LOCAL_REAL_AWS").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true")),
         root,
     };
-    let mut args = args.into_iter();
     while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
+        let (flag, inline) = flag_of(&arg);
         let mut value = || {
             inline
                 .clone()
@@ -149,6 +182,69 @@ pub fn parse(
     Ok(Parsed::Run(Box::new(options)))
 }
 
+/// Splits `--flag=value`.
+fn flag_of(arg: &str) -> (String, Option<String>) {
+    match arg.split_once('=') {
+        Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+        _ => (arg.to_string(), None),
+    }
+}
+
+fn parse_mint(
+    mut args: impl Iterator<Item = String>,
+    mut state_dir: PathBuf,
+) -> Result<Parsed, String> {
+    let mut subject = None;
+    let mut ttl_secs = DEFAULT_TTL_SECS;
+    while let Some(arg) = args.next() {
+        let (flag, inline) = flag_of(&arg);
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        let chosen = match flag.as_str() {
+            "-h" | "--help" => return Ok(Parsed::MintHelp),
+            "--customer" => {
+                let id = value()?;
+                if id.trim().is_empty() {
+                    return Err("--customer needs a customer id".into());
+                }
+                Some(Subject::Customer(id))
+            }
+            "--staff" => Some(Subject::Staff),
+            "--ttl" => {
+                ttl_secs = number("--ttl", &value()?)?;
+                None
+            }
+            "--state-dir" => {
+                state_dir = PathBuf::from(value()?);
+                None
+            }
+            other => return Err(format!("mint-token: unknown option {other} (see --help)")),
+        };
+        if let Some(chosen) = chosen {
+            if subject.is_some() {
+                return Err("mint-token: give one of --customer ID or --staff".into());
+            }
+            subject = Some(chosen);
+        }
+    }
+    let subject = subject.ok_or("mint-token: give --customer ID or --staff (see --help)")?;
+    if ttl_secs == 0 {
+        return Err("--ttl must be at least 1".into());
+    }
+    if state_dir.is_relative() {
+        state_dir = std::env::current_dir().unwrap_or_default().join(state_dir);
+    }
+    Ok(Parsed::MintToken(MintOptions {
+        subject,
+        ttl_secs,
+        state_dir,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,7 +261,53 @@ mod tests {
         )? {
             Parsed::Run(options) => Ok(*options),
             Parsed::Help => Err("help".into()),
+            other => Err(format!("{other:?}")),
         }
+    }
+
+    fn mint(args: &[&str], env: &[(&str, &str)]) -> Result<MintOptions, String> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match parse(
+            std::iter::once("mint-token")
+                .chain(args.iter().copied())
+                .map(str::to_string),
+            |name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
+            PathBuf::from("/repo"),
+        )? {
+            Parsed::MintToken(options) => Ok(options),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    #[test]
+    fn mint_token() {
+        let o = mint(&["--customer", "cust-1001"], &[]).unwrap();
+        assert_eq!(o.subject, Subject::Customer("cust-1001".into()));
+        assert_eq!(o.ttl_secs, 3600);
+        assert_eq!(o.state_dir, PathBuf::from("/repo/.local"));
+        let o = mint(&["--staff", "--ttl=60"], &[("LOCAL_STATE_DIR", "/s")]).unwrap();
+        assert_eq!((o.subject, o.ttl_secs), (Subject::Staff, 60));
+        assert_eq!(o.state_dir, PathBuf::from("/s"));
+        let o = mint(
+            &["--staff", "--state-dir", "/t"],
+            &[("LOCAL_STATE_DIR", "/s")],
+        )
+        .unwrap();
+        assert_eq!(o.state_dir, PathBuf::from("/t"));
+        assert!(mint(&[], &[])
+            .unwrap_err()
+            .contains("--customer ID or --staff"));
+        assert!(mint(&["--staff", "--customer", "c"], &[]).is_err());
+        assert!(mint(&["--customer"], &[])
+            .unwrap_err()
+            .contains("needs a value"));
+        assert!(mint(&["--customer", ""], &[]).is_err());
+        assert!(mint(&["--staff", "--ttl", "0"], &[]).is_err());
+        assert!(mint(&["--staff", "--port", "1"], &[]).is_err());
+        assert!(mint(&["--help"], &[]).unwrap_err().contains("MintHelp"));
     }
 
     #[test]

@@ -6,8 +6,15 @@
 //! payload over 10 MB, 500 `{"message":"Internal Server Error"}` when the function fails, and
 //! 503 `{"message":"Service Unavailable"}` after the 30 s integration timeout.
 //!
-//! `GET /health` is answered by the runner itself.
+//! Routes with a JWT authorizer ([`RouteAuthorizer`]) check the `Authorization` header first,
+//! as API Gateway does: 401 `{"message":"Unauthorized"}` (or 403 `{"message":"Forbidden"}` for
+//! a missing scope) with a `www-authenticate` header, and the token's claims in
+//! `requestContext.authorizer.jwt` of the event otherwise (see [`crate::auth`]).
+//!
+//! `GET /health` (and, with a signing key, `GET /.well-known/jwks.json`) is answered by the
+//! runner itself.
 
+use crate::auth::Verifier;
 use crate::output;
 use crate::runtime_api::Function;
 use base64::Engine;
@@ -24,6 +31,8 @@ use tokio::net::TcpListener;
 /// Builds the body of `GET /health`.
 pub type HealthReport = Arc<dyn Fn() -> Value + Send + Sync>;
 
+/// Where the runner serves the local issuer's public keys.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 /// API Gateway's request payload limit.
 pub const MAX_PAYLOAD: usize = 10 * 1024 * 1024;
 /// API Gateway's maximum integration timeout for HTTP APIs.
@@ -43,7 +52,19 @@ pub struct Route {
     /// `None` for the `$default` route.
     pub path: Option<String>,
     pub function: Function,
+    /// The route's JWT authorizer; `None`: open to anyone.
+    pub auth: Option<RouteAuthorizer>,
     segments: Vec<Segment>,
+}
+
+/// A JWT authorizer attached to a route.
+#[derive(Clone)]
+pub struct RouteAuthorizer {
+    /// The authorizer's name in the template.
+    pub name: String,
+    pub verifier: Arc<Verifier>,
+    /// The route's `AuthorizationScopes` (the token needs one of them); empty: none needed.
+    pub scopes: Vec<String>,
 }
 
 impl Route {
@@ -68,8 +89,15 @@ impl Route {
             method: method.to_ascii_uppercase(),
             path: path.map(str::to_string),
             function,
+            auth: None,
             segments,
         }
+    }
+
+    /// The same route behind a JWT authorizer.
+    pub fn with_auth(mut self, auth: RouteAuthorizer) -> Self {
+        self.auth = Some(auth);
+        self
     }
 
     /// `POST /orders`, or `$default`.
@@ -154,6 +182,7 @@ pub struct Gateway {
     pub account_id: String,
     pub api_id: String,
     state: RwLock<Option<Open>>,
+    jwks: RwLock<Option<Value>>,
 }
 
 struct Open {
@@ -167,7 +196,13 @@ impl Gateway {
             account_id: account_id.into(),
             api_id: api_id.into(),
             state: RwLock::new(None),
+            jwks: RwLock::new(None),
         })
+    }
+
+    /// Serves `jwks` (the local issuer's public keys) at `GET /.well-known/jwks.json`.
+    pub fn set_jwks(&self, jwks: Value) {
+        *self.jwks.write().expect("gateway lock") = Some(jwks);
     }
 
     /// Starts serving `routes`; `health` produces the body of `GET /health`.
@@ -230,6 +265,11 @@ async fn handle(gateway: &Gateway, peer: SocketAddr, request: Request<Incoming>)
     let started = Instant::now();
     let method = request.method().as_str().to_string();
     let path = request.uri().path().to_string();
+    if path == JWKS_PATH && method == "GET" {
+        if let Some(jwks) = gateway.jwks.read().expect("gateway lock").clone() {
+            return json_response(StatusCode::OK, &jwks);
+        }
+    }
     let Some((routes, health)) = gateway.snapshot() else {
         if path == "/health" {
             return json_response(
@@ -245,6 +285,38 @@ async fn handle(gateway: &Gateway, peer: SocketAddr, request: Request<Incoming>)
     let Some((route, params)) = find(&routes, &method, &path) else {
         log(&method, &path, StatusCode::NOT_FOUND, None, started, None);
         return message(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let authorizer = match &route.auth {
+        None => None,
+        Some(auth) => {
+            let header = request
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            match auth.verifier.authorize(header.as_deref(), &auth.scopes) {
+                Ok(context) => Some(context),
+                Err(rejection) => {
+                    let status =
+                        StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::UNAUTHORIZED);
+                    log(
+                        &method,
+                        &path,
+                        status,
+                        Some(route),
+                        started,
+                        Some(&format!("{}: {}", auth.name, rejection.reason)),
+                    );
+                    let mut response = message(status, rejection.message());
+                    if let Ok(value) = HeaderValue::from_str(&rejection.www_authenticate) {
+                        response.headers_mut().insert("www-authenticate", value);
+                    }
+                    if let Ok(value) = HeaderValue::from_str(&request_id()) {
+                        response.headers_mut().insert("apigw-requestid", value);
+                    }
+                    return response;
+                }
+            }
+        }
     };
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, MAX_PAYLOAD).collect().await {
@@ -280,6 +352,7 @@ async fn handle(gateway: &Gateway, peer: SocketAddr, request: Request<Incoming>)
         account_id: &gateway.account_id,
         api_id: &gateway.api_id,
         now: time::OffsetDateTime::now_utc(),
+        authorizer: authorizer.as_ref(),
     });
     let function = route.function.clone();
     let invocation =
@@ -391,6 +464,8 @@ pub struct EventInput<'a> {
     pub account_id: &'a str,
     pub api_id: &'a str,
     pub now: time::OffsetDateTime,
+    /// `requestContext.authorizer` (the JWT authorizer's claims and scopes), if any.
+    pub authorizer: Option<&'a Value>,
 }
 
 /// True for bodies API Gateway passes as text (the rest is base64-encoded).
@@ -525,6 +600,9 @@ pub fn build_event(input: &EventInput<'_>) -> Value {
         },
         "isBase64Encoded": false,
     });
+    if let Some(authorizer) = input.authorizer {
+        event["requestContext"]["authorizer"] = authorizer.clone();
+    }
     if !cookies.is_empty() {
         event["cookies"] = Value::Array(cookies);
     }
@@ -723,6 +801,7 @@ mod tests {
             account_id: "123456789012",
             api_id: "local",
             now,
+            authorizer: Some(&json!({"jwt": {"claims": {"sub": "c-1"}, "scopes": null}})),
         });
         assert_eq!(event["version"], "2.0");
         assert_eq!(event["rawPath"], "/orders/42");
@@ -745,6 +824,7 @@ mod tests {
         assert_eq!(context["stage"], "$default");
         assert_eq!(context["time"], "22/Nov/2026:10:15:30 +0000");
         assert_eq!(context["timeEpoch"], 1795342530123i64);
+        assert_eq!(context["authorizer"]["jwt"]["claims"]["sub"], "c-1");
         // The official event type accepts it.
         let typed: aws_lambda_events::apigw::ApiGatewayV2httpRequest =
             serde_json::from_value(event).unwrap();
@@ -753,6 +833,8 @@ mod tests {
             typed.path_parameters.get("id").map(String::as_str),
             Some("42")
         );
+        let jwt = typed.request_context.authorizer.unwrap().jwt.unwrap();
+        assert_eq!(jwt.claims.get("sub").map(String::as_str), Some("c-1"));
     }
 
     #[test]
@@ -775,9 +857,11 @@ mod tests {
             account_id: "1",
             api_id: "local",
             now: time::OffsetDateTime::now_utc(),
+            authorizer: None,
         });
         assert_eq!(event["isBase64Encoded"], true);
         assert_eq!(event["body"], "AJ+Slg==");
+        assert!(event["requestContext"].get("authorizer").is_none());
         assert!(event.get("queryStringParameters").is_none());
     }
 

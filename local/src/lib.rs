@@ -4,8 +4,10 @@
 //! runs as a real process against an emulation of the Lambda Runtime API ([`runtime_api`]); an
 //! emulation of API Gateway's HTTP API ([`http_api`]), of the SQS event source mapping
 //! ([`sqs_source`]) and of schedules ([`schedule`]) invoke them as AWS would, configured from
-//! `template.yaml` ([`template`]). See docs/LOCAL.md.
+//! `template.yaml` ([`template`]), with API Gateway's JWT authorizer emulated against a local
+//! development key ([`auth`]). See docs/LOCAL.md.
 
+pub mod auth;
 pub mod cli;
 pub mod http_api;
 pub mod moto;

@@ -24,6 +24,22 @@ fn main() -> std::process::ExitCode {
             print!("{}", cli::HELP);
             return std::process::ExitCode::SUCCESS;
         }
+        Ok(Parsed::MintHelp) => {
+            print!("{}", cli::MINT_HELP);
+            return std::process::ExitCode::SUCCESS;
+        }
+        Ok(Parsed::MintToken(mint)) => {
+            return match orders_local::auth::mint(&mint.state_dir, &mint.subject, mint.ttl_secs) {
+                Ok(token) => {
+                    println!("{token}");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("orders-local mint-token: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
         Err(e) => {
             eprintln!("orders-local: {e}");
             return std::process::ExitCode::from(2);

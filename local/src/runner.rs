@@ -4,8 +4,9 @@
 //! polls the queues and runs the schedules until SIGINT/SIGTERM/SIGHUP, when it stops every
 //! child in order.
 
+use crate::auth::{self, SigningKey, Verifier};
 use crate::cli::Options;
-use crate::http_api::{self, Gateway, Route};
+use crate::http_api::{self, Gateway, Route, RouteAuthorizer};
 use crate::moto::LocalMoto;
 use crate::output::{say, warn};
 use crate::postgres::{ClusterOptions, LocalPostgres};
@@ -14,7 +15,7 @@ use crate::reproject;
 use crate::runtime_api::{Function, FunctionSpec};
 use crate::schedule::{self, Schedule};
 use crate::sqs_source::SqsSource;
-use crate::template::{FunctionDef, Physical, Resolver, Template};
+use crate::template::{FunctionDef, Physical, Resolver, RouteAuth, Template};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use orders::config::{DbConfig, DbPassword, SslMode};
 use serde_json::{json, Value};
@@ -450,6 +451,37 @@ async fn start(options: &Options, stack: &Stack) -> Result<Watch, String> {
     *stack.gateway.lock().expect("gateway") = Some(gateway.clone());
     stack.task(tokio::spawn(http_api::serve(listener, gateway.clone())));
 
+    // The JWT authorizer: the template's issuer and audience exist only in AWS, so the same
+    // checks are made against the local issuer and development key.
+    let jwt_authorizers: std::collections::BTreeSet<&str> = to_run
+        .iter()
+        .flat_map(|(def, _)| &def.routes)
+        .filter_map(|route| match &route.auth {
+            RouteAuth::Jwt { authorizer, .. } => Some(authorizer.as_str()),
+            _ => None,
+        })
+        .collect();
+    let verifier =
+        if jwt_authorizers.is_empty() {
+            None
+        } else {
+            let key = SigningKey::load_or_create(&options.state_dir)
+                .map_err(|e| format!("the local JWT signing key: {e}"))?;
+            gateway.set_jwks(key.jwks());
+            say(format!(
+            "JWT authorizer {} emulated: issuer {}, audience {}, key {} (kid {}); public key at \
+             http://127.0.0.1:{}{}",
+            jwt_authorizers.iter().copied().collect::<Vec<_>>().join(", "),
+            auth::LOCAL_ISSUER,
+            auth::LOCAL_AUDIENCE,
+            relative(&key.path, root),
+            key.kid,
+            options.api_port,
+            http_api::JWKS_PATH
+        ));
+            Some(Arc::new(Verifier::local(&key)?))
+        };
+
     // PostgreSQL and moto, side by side.
     let external_db = env_var("DB_HOST").is_some();
     let external_aws = env_var("AWS_ENDPOINT_URL");
@@ -763,16 +795,33 @@ async fn start(options: &Options, stack: &Stack) -> Result<Watch, String> {
                 ));
                 continue;
             }
-            routes.push(Route::new(
-                &route.method,
-                route.path.as_deref(),
-                function.clone(),
-            ));
+            let mut local = Route::new(&route.method, route.path.as_deref(), function.clone());
+            match (&route.auth, &verifier) {
+                (RouteAuth::Jwt { authorizer, scopes }, Some(verifier)) => {
+                    local = local.with_auth(RouteAuthorizer {
+                        name: authorizer.clone(),
+                        verifier: verifier.clone(),
+                        scopes: scopes.clone(),
+                    });
+                }
+                (RouteAuth::Unsupported { authorizer, kind }, _) => warn(format!(
+                    "{}: event {}: the {kind} authorizer {authorizer} is not emulated; the \
+                     route is open locally",
+                    def.logical_id, route.event
+                )),
+                _ => {}
+            }
+            routes.push(local);
         }
     }
     for route in &routes {
+        let auth = match &route.auth {
+            None => String::new(),
+            Some(auth) if auth.scopes.is_empty() => format!(" (JWT {})", auth.name),
+            Some(auth) => format!(" (JWT {}, scopes {})", auth.name, auth.scopes.join(" ")),
+        };
         say(format!(
-            "route {} -> {}",
+            "route {} -> {}{auth}",
             route.key(),
             route.function.name()
         ));
@@ -894,10 +943,22 @@ async fn start(options: &Options, stack: &Stack) -> Result<Watch, String> {
         relative(&env_file, root)
     ));
     say(format!("ready on {base}"));
-    println!(
-        "  Try:\n    curl -s -X POST {base}/orders -H 'content-type: application/json' \\\n      -d '{}'\n    curl -s {base}/orders/<orderId from the answer>\n  Ctrl-C stops everything.",
-        EXAMPLE_ORDER
-    );
+    if verifier.is_some() {
+        let state_dir = if options.state_dir == root.join(".local") {
+            String::new()
+        } else {
+            format!(" --state-dir {}", options.state_dir.display())
+        };
+        println!(
+            "  Try:\n    TOKEN=$(scripts/mint-token --customer cust-1001{state_dir})\n    curl -s -X POST {base}/orders -H \"authorization: Bearer $TOKEN\" \\\n      -H 'content-type: application/json' -d '{}'\n    curl -s {base}/orders/<orderId from the answer> -H \"authorization: Bearer $TOKEN\"\n  Ctrl-C stops everything.",
+            EXAMPLE_ORDER
+        );
+    } else {
+        println!(
+            "  Try:\n    curl -s -X POST {base}/orders -H 'content-type: application/json' \\\n      -d '{}'\n    curl -s {base}/orders/<orderId from the answer>\n  Ctrl-C stops everything.",
+            EXAMPLE_ORDER
+        );
+    }
     Ok(watch)
 }
 

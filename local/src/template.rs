@@ -95,6 +95,23 @@ pub struct RouteDef {
     pub method: String,
     pub path: Option<String>,
     pub payload_format: String,
+    pub auth: RouteAuth,
+}
+
+/// Who may call a route: the event's `Auth.Authorizer` (`NONE` for nobody), else the API's
+/// `Auth.DefaultAuthorizer`, looked up in the API's `Auth.Authorizers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteAuth {
+    /// No authorizer: anyone.
+    Open,
+    /// A JWT authorizer (one with `JwtConfiguration`): a valid token, holding one of `scopes`
+    /// when there are any (the event's `Auth.AuthorizationScopes`, else the authorizer's).
+    Jwt {
+        authorizer: String,
+        scopes: Vec<String>,
+    },
+    /// An authorizer the runner does not emulate (Lambda, `AWS_IAM`).
+    Unsupported { authorizer: String, kind: String },
 }
 
 /// A `Schedule` / `ScheduleV2` event.
@@ -311,11 +328,15 @@ impl Template {
                     Value::Number(n) => format!("{n:.1}"),
                     _ => "2.0".into(),
                 };
+                let auth = self
+                    .route_auth(&props["ApiId"], &props["Auth"])
+                    .map_err(|e| format!("{}: event {name}: {e}", def.logical_id))?;
                 def.routes.push(RouteDef {
                     event: name.into(),
                     method: if method == "*" { "ANY".into() } else { method },
                     path,
                     payload_format,
+                    auth,
                 });
             }
             kind @ ("Schedule" | "ScheduleV2") => {
@@ -357,6 +378,63 @@ impl Template {
             other => def.unsupported_events.push(format!("{name} ({other})")),
         }
         Ok(())
+    }
+}
+
+impl Template {
+    /// The `Auth` of the HTTP API a route belongs to (its `ApiId`, or the implicit API):
+    /// the resource's own, else `Globals.HttpApi.Auth`.
+    fn http_api_auth(&self, api_id: &Value) -> &Value {
+        let own = referenced_id(api_id)
+            .and_then(|id| self.resource(id))
+            .map(|api| &api["Properties"]["Auth"])
+            .filter(|auth| !auth.is_null());
+        own.unwrap_or(&self.root["Globals"]["HttpApi"]["Auth"])
+    }
+
+    fn route_auth(&self, api_id: &Value, route: &Value) -> Result<RouteAuth, String> {
+        let api = self.http_api_auth(api_id);
+        let name = match route["Authorizer"].as_str() {
+            Some(name) => name,
+            None => match api["DefaultAuthorizer"].as_str() {
+                Some(name) => name,
+                None => return Ok(RouteAuth::Open),
+            },
+        };
+        if name == "NONE" {
+            return Ok(RouteAuth::Open);
+        }
+        if name == "AWS_IAM" {
+            return Ok(RouteAuth::Unsupported {
+                authorizer: name.into(),
+                kind: "IAM".into(),
+            });
+        }
+        let authorizer = api["Authorizers"]
+            .get(name)
+            .ok_or_else(|| format!("authorizer {name} is not in the API's Auth.Authorizers"))?;
+        if authorizer.get("JwtConfiguration").is_none() {
+            return Ok(RouteAuth::Unsupported {
+                authorizer: name.into(),
+                kind: "Lambda".into(),
+            });
+        }
+        let strings = |value: &Value| -> Option<Vec<String>> {
+            value.as_array().map(|items| {
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+        };
+        let scopes = strings(&route["AuthorizationScopes"])
+            .or_else(|| strings(&authorizer["AuthorizationScopes"]))
+            .unwrap_or_default();
+        Ok(RouteAuth::Jwt {
+            authorizer: name.into(),
+            scopes,
+        })
     }
 }
 
@@ -821,7 +899,8 @@ Resources:
                 event: "Get".into(),
                 method: "GET".into(),
                 path: Some("/things/{id}".into()),
-                payload_format: "2.0".into()
+                payload_format: "2.0".into(),
+                auth: RouteAuth::Open,
             }]
         );
         assert_eq!(api.schedules.len(), 1, "the disabled schedule is left out");
@@ -876,6 +955,87 @@ Resources:
                 .unwrap(),
             json!({"b": [1]})
         );
+    }
+
+    const WITH_AUTH: &str = r#"
+Conditions:
+  CreateUserPool: !Equals [!Ref JwtIssuer, ""]
+Resources:
+  UserPool: {Type: AWS::Cognito::UserPool}
+  Api:
+    Type: AWS::Serverless::HttpApi
+    Properties:
+      Auth:
+        DefaultAuthorizer: OrdersJwt
+        Authorizers:
+          OrdersJwt:
+            IdentitySource: $request.header.Authorization
+            JwtConfiguration:
+              issuer: !If [CreateUserPool, !Sub "https://cognito-idp.${AWS::Region}.amazonaws.com/${UserPool}", !Ref JwtIssuer]
+              audience:
+                - !If [CreateUserPool, !Ref UserPoolClient, !Ref JwtAudience]
+          Scoped:
+            AuthorizationScopes: [orders/read]
+            JwtConfiguration: {issuer: x, audience: [y]}
+          Custom:
+            FunctionArn: arn:aws:lambda:eu-west-1:1:function:f
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Events:
+        Post: {Type: HttpApi, Properties: {ApiId: !Ref Api, Method: POST, Path: /orders}}
+        Admin:
+          Type: HttpApi
+          Properties:
+            ApiId: !Ref Api
+            Method: POST
+            Path: /admin
+            Auth: {AuthorizationScopes: [orders/admin]}
+        Health: {Type: HttpApi, Properties: {ApiId: !Ref Api, Method: GET, Path: /ping, Auth: {Authorizer: NONE}}}
+        Read: {Type: HttpApi, Properties: {ApiId: !Ref Api, Method: GET, Path: /r, Auth: {Authorizer: Scoped}}}
+        Lambda: {Type: HttpApi, Properties: {ApiId: !Ref Api, Method: GET, Path: /l, Auth: {Authorizer: Custom}}}
+        Implicit: {Type: HttpApi, Properties: {Method: GET, Path: /implicit}}
+"#;
+
+    #[test]
+    fn route_authorizers_come_from_the_template() {
+        let t = Template::parse(WITH_AUTH).unwrap();
+        let functions = t.functions().unwrap();
+        let auth: BTreeMap<&str, &RouteAuth> = functions[0]
+            .routes
+            .iter()
+            .map(|r| (r.event.as_str(), &r.auth))
+            .collect();
+        let jwt = |name: &str, scopes: &[&str]| RouteAuth::Jwt {
+            authorizer: name.into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        };
+        assert_eq!(auth["Post"], &jwt("OrdersJwt", &[]));
+        assert_eq!(auth["Admin"], &jwt("OrdersJwt", &["orders/admin"]));
+        assert_eq!(auth["Health"], &RouteAuth::Open);
+        assert_eq!(auth["Read"], &jwt("Scoped", &["orders/read"]));
+        assert_eq!(
+            auth["Lambda"],
+            &RouteAuth::Unsupported {
+                authorizer: "Custom".into(),
+                kind: "Lambda".into()
+            }
+        );
+        // The implicit API has no Auth here (none in Globals.HttpApi either).
+        assert_eq!(auth["Implicit"], &RouteAuth::Open);
+
+        let with_globals = WITH_AUTH.replacen(
+            "Resources:",
+            "Globals:\n  HttpApi:\n    Auth:\n      DefaultAuthorizer: G\n      Authorizers:\n        G: {JwtConfiguration: {issuer: i, audience: [a]}}\nResources:",
+            1,
+        );
+        let functions = Template::parse(&with_globals).unwrap().functions().unwrap();
+        let implicit = functions[0].routes.iter().find(|r| r.event == "Implicit");
+        assert_eq!(implicit.unwrap().auth, jwt("G", &[]));
+
+        let unknown = WITH_AUTH.replace("Authorizer: Custom", "Authorizer: Missing");
+        let error = Template::parse(&unknown).unwrap().functions().unwrap_err();
+        assert!(error.contains("Missing"), "{error}");
     }
 
     #[test]

@@ -67,10 +67,12 @@ struct Answer {
     body: Value,
 }
 
-fn post(agent: &ureq::Agent, base: &str, planned: Planned) -> Answer {
+/// Sends `planned` with `token`, its customer's.
+fn post(agent: &ureq::Agent, base: &str, token: &str, planned: Planned) -> Answer {
     let response = agent
         .post(&format!("{base}/orders"))
         .header("content-type", "application/json")
+        .header("authorization", bearer(token))
         .header("idempotency-key", &planned.key)
         .send(body(&planned))
         .expect("POST /orders reaches the runner");
@@ -85,13 +87,15 @@ fn post(agent: &ureq::Agent, base: &str, planned: Planned) -> Answer {
     }
 }
 
-/// The ids `GET /customers/{customer}/orders` lists, every page followed.
-fn listed(agent: &ureq::Agent, base: &str, customer: &str) -> Vec<String> {
+/// The ids `GET /customers/{customer}/orders` lists (with the customer's `token`), every page
+/// followed.
+fn listed(agent: &ureq::Agent, base: &str, token: &str, customer: &str) -> Vec<String> {
     let mut ids = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
         let mut request = agent
             .get(&format!("{base}/customers/{customer}/orders"))
+            .header("authorization", bearer(token))
             .query("limit", "100");
         if let Some(cursor) = &cursor {
             request = request.query("cursor", cursor);
@@ -153,16 +157,23 @@ fn a_burst_of_500_orders_from_16_clients_converges_exactly() {
             let base = base.clone();
             let run = run.clone();
             let pair = pairs[client / 2].clone();
+            let state = state.0.clone();
             // Requests client, client + 16, ...: 500 in all.
             let count = (client..REQUESTS).step_by(CLIENTS).count();
             std::thread::spawn(move || {
+                // Each customer's own token: the client's, and its pair's for the raced keys.
+                let mut tokens: BTreeMap<String, String> = BTreeMap::new();
                 (0..count)
                     .map(|n| {
                         let planned = plan(&run, client, n);
+                        let token = tokens
+                            .entry(planned.customer.clone())
+                            .or_insert_with(|| customer_token(&state, &planned.customer))
+                            .clone();
                         if planned.raced {
                             pair.wait();
                         }
-                        post(&agent, &base, planned)
+                        post(&agent, &base, &token, planned)
                     })
                     .collect::<Vec<Answer>>()
             })
@@ -220,8 +231,9 @@ fn a_burst_of_500_orders_from_16_clients_converges_exactly() {
     }
     let deadline = Instant::now() + Duration::from_secs(300);
     for (customer, ids) in &by_customer {
+        let token = runner.customer_token(customer);
         loop {
-            let listing = listed(&agent, &base, customer);
+            let listing = listed(&agent, &base, &token, customer);
             let unique: BTreeSet<&str> = listing.iter().map(String::as_str).collect();
             assert_eq!(unique.len(), listing.len(), "{customer} listed twice");
             assert!(unique.is_subset(ids), "{customer} lists a stranger's order");
@@ -239,9 +251,14 @@ fn a_burst_of_500_orders_from_16_clients_converges_exactly() {
         }
     }
     // And each order answers GET with what was ordered.
+    let mut tokens: BTreeMap<&str, String> = BTreeMap::new();
     for answer in answers.iter().filter(|a| !a.replayed) {
         let id = answer.order_id.as_deref().expect("orderId");
-        let view = await_order(&agent, &base, id, Duration::from_secs(30));
+        let customer = answer.planned.customer.as_str();
+        let token = tokens
+            .entry(customer)
+            .or_insert_with(|| runner.customer_token(customer));
+        let view = await_order(&agent, &base, token, id, Duration::from_secs(30));
         assert_eq!(view["customer"]["id"], answer.planned.customer.as_str());
         assert_eq!(
             view["lines"][0]["quantity"], answer.planned.quantity,

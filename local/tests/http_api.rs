@@ -1,11 +1,12 @@
 //! The API Gateway emulation in front of a function process (the Runtime API fake): routing,
 //! the payload 2.0 event the function receives, the response it sends back, and the answers
-//! API Gateway gives by itself (404, 413, 500, 503 while closed).
+//! API Gateway gives by itself (404, 413, 500, 503 while closed), and its JWT authorizer.
 
 mod fake;
 
 use fake::Fake;
-use orders_local::http_api::{self, Gateway, Route};
+use orders_local::auth::{self, SigningKey, Subject, Verifier};
+use orders_local::http_api::{self, Gateway, Route, RouteAuthorizer};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +24,12 @@ async fn request(
     method: &'static str,
     url: String,
     body: Vec<u8>,
-    headers: Vec<(&'static str, &'static str)>,
+    headers: &[(&str, &str)],
 ) -> (u16, ureq::http::HeaderMap, Vec<u8>) {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     tokio::task::spawn_blocking(move || {
         let mut builder = ureq::http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
@@ -54,12 +59,12 @@ async fn the_gateway_behaves_like_api_gateway() {
     let server = tokio::spawn(http_api::serve(listener, gateway.clone()));
 
     // Closed until the routes are installed.
-    let (status, _, body) = request("GET", format!("{base}/items/1"), vec![], vec![]).await;
+    let (status, _, body) = request("GET", format!("{base}/items/1"), vec![], &[]).await;
     assert_eq!(
         (status, json(&body)),
         (503, json!({"message": "Service Unavailable"}))
     );
-    let (status, _, _) = request("GET", format!("{base}/health"), vec![], vec![]).await;
+    let (status, _, _) = request("GET", format!("{base}/health"), vec![], &[]).await;
     assert_eq!(status, 503);
 
     let routes = [
@@ -78,7 +83,7 @@ async fn the_gateway_behaves_like_api_gateway() {
     .collect();
     gateway.open(routes, Arc::new(|| json!({"status": "ok"})));
 
-    let (status, _, body) = request("GET", format!("{base}/health"), vec![], vec![]).await;
+    let (status, _, body) = request("GET", format!("{base}/health"), vec![], &[]).await;
     assert_eq!((status, json(&body)), (200, json!({"status": "ok"})));
 
     // A routed request: the event in, the response out.
@@ -86,7 +91,7 @@ async fn the_gateway_behaves_like_api_gateway() {
         "GET",
         format!("{base}/items/abc%20d?x=1&x=2&y=z"),
         vec![],
-        vec![
+        &[
             ("cookie", "s=1; t=2"),
             ("user-agent", "test-agent"),
             ("X-Custom", "v"),
@@ -122,7 +127,7 @@ async fn the_gateway_behaves_like_api_gateway() {
         "POST",
         format!("{base}/upload"),
         vec![0, 159, 146, 150],
-        vec![("content-type", "application/octet-stream")],
+        &[("content-type", "application/octet-stream")],
     )
     .await;
     assert_eq!(status, 200);
@@ -134,15 +139,15 @@ async fn the_gateway_behaves_like_api_gateway() {
 
     // API Gateway's own answers.
     let not_found = json!({"message": "Not Found"});
-    let (status, _, body) = request("GET", format!("{base}/nowhere"), vec![], vec![]).await;
+    let (status, _, body) = request("GET", format!("{base}/nowhere"), vec![], &[]).await;
     assert_eq!((status, json(&body)), (404, not_found.clone()));
-    let (status, _, body) = request("DELETE", format!("{base}/items/1"), vec![], vec![]).await;
+    let (status, _, body) = request("DELETE", format!("{base}/items/1"), vec![], &[]).await;
     assert_eq!((status, json(&body)), (404, not_found));
     let (status, _, body) = request(
         "POST",
         format!("{base}/upload"),
         vec![b'x'; http_api::MAX_PAYLOAD + 1],
-        vec![],
+        &[],
     )
     .await;
     assert_eq!(
@@ -151,13 +156,157 @@ async fn the_gateway_behaves_like_api_gateway() {
     );
     let internal = json!({"message": "Internal Server Error"});
     for path in ["/error", "/garbage", "/crash", "/slow"] {
-        let (status, _, body) = request("POST", format!("{base}{path}"), vec![], vec![]).await;
+        let (status, _, body) = request("POST", format!("{base}{path}"), vec![], &[]).await;
         assert_eq!((status, json(&body)), (500, internal.clone()), "{path}");
     }
     // After the crash and the timeout, a new process serves the next request.
-    let (status, _, _) = request("GET", format!("{base}/items/2"), vec![], vec![]).await;
+    let (status, _, _) = request("GET", format!("{base}/items/2"), vec![], &[]).await;
     assert_eq!(status, 200);
 
     server.abort();
     function.stop(Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn the_jwt_authorizer_behaves_like_api_gateway() {
+    let fake = Fake::new();
+    let function = fake.function(Duration::from_secs(3), "normal");
+    let state = std::env::temp_dir().join(format!(
+        "orders-local-http-auth-{}-{}",
+        std::process::id(),
+        auth::now()
+    ));
+    let key = SigningKey::load_or_create(&state).unwrap();
+    let verifier = Arc::new(Verifier::local(&key).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let gateway = Gateway::new("123456789012", "local");
+    let server = tokio::spawn(http_api::serve(listener, gateway.clone()));
+    let authorizer = |scopes: &[&str]| RouteAuthorizer {
+        name: "OrdersJwt".into(),
+        verifier: verifier.clone(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+    };
+    gateway.set_jwks(key.jwks());
+    gateway.open(
+        vec![
+            Route::new("GET", Some("/items/{id}"), function.clone()).with_auth(authorizer(&[])),
+            Route::new("POST", Some("/admin"), function.clone())
+                .with_auth(authorizer(&["orders/admin"])),
+            Route::new("GET", Some("/open"), function.clone()),
+        ],
+        Arc::new(|| json!({"status": "ok"})),
+    );
+    let now = auth::now();
+    let customer = key
+        .sign(&auth::claims(&Subject::Customer("cust-1".into()), 600, now))
+        .unwrap();
+    let staff = key.sign(&auth::claims(&Subject::Staff, 600, now)).unwrap();
+    let mut expired = auth::claims(&Subject::Customer("cust-1".into()), 600, now);
+    expired["exp"] = json!(now - 600);
+    let expired = key.sign(&expired).unwrap();
+    let bearer = |token: &str| format!("Bearer {token}");
+
+    let unauthorized = json!({"message": "Unauthorized"});
+    let (status, headers, body) = request("GET", format!("{base}/items/1"), vec![], &[]).await;
+    assert_eq!((status, json(&body)), (401, unauthorized.clone()));
+    assert_eq!(headers["www-authenticate"], "Bearer");
+    assert!(headers.contains_key("apigw-requestid"));
+    let (status, headers, body) = request(
+        "GET",
+        format!("{base}/items/1"),
+        vec![],
+        &[("authorization", &bearer(&expired))],
+    )
+    .await;
+    assert_eq!((status, json(&body)), (401, unauthorized.clone()));
+    assert_eq!(
+        headers["www-authenticate"],
+        "Bearer scope=\"\" error=\"invalid_token\" error_description=\"the token has expired\""
+    );
+    // An unknown route is still 404, token or not.
+    let (status, _, _) = request("GET", format!("{base}/nowhere"), vec![], &[]).await;
+    assert_eq!(status, 404);
+
+    // A valid token: the claims reach the function, every value a string.
+    let (status, _, body) = request(
+        "GET",
+        format!("{base}/items/1"),
+        vec![],
+        &[("authorization", &bearer(&customer))],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let event = json(&body);
+    let jwt = &event["requestContext"]["authorizer"]["jwt"];
+    assert_eq!(jwt["claims"]["sub"], "cust-1");
+    assert_eq!(jwt["claims"]["iss"], auth::LOCAL_ISSUER);
+    assert_eq!(jwt["claims"]["exp"], (now + 600).to_string());
+    assert_eq!(jwt["scopes"], Value::Null);
+    let typed: aws_lambda_events::apigw::ApiGatewayV2httpRequest =
+        serde_json::from_value(event.clone()).unwrap();
+    let claims = typed
+        .request_context
+        .authorizer
+        .unwrap()
+        .jwt
+        .unwrap()
+        .claims;
+    assert_eq!(
+        claims.get("scope").map(String::as_str),
+        Some(auth::CUSTOMER_SCOPE)
+    );
+    // Without `Bearer ` too.
+    let (status, _, _) = request(
+        "GET",
+        format!("{base}/items/1"),
+        vec![],
+        &[("authorization", &customer)],
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Route scopes: a customer token lacks orders/admin (403); staff has it.
+    let (status, headers, body) = request(
+        "POST",
+        format!("{base}/admin"),
+        vec![],
+        &[("authorization", &bearer(&customer))],
+    )
+    .await;
+    assert_eq!(
+        (status, json(&body)),
+        (403, json!({"message": "Forbidden"}))
+    );
+    assert!(headers["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("insufficient_scope"));
+    let (status, _, body) = request(
+        "POST",
+        format!("{base}/admin"),
+        vec![],
+        &[("authorization", &bearer(&staff))],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        json(&body)["requestContext"]["authorizer"]["jwt"]["scopes"],
+        json!(["orders/admin"])
+    );
+
+    // A route without an authorizer takes anyone, and passes no authorizer context.
+    let (status, _, body) = request("GET", format!("{base}/open"), vec![], &[]).await;
+    assert_eq!(status, 200);
+    assert!(json(&body)["requestContext"].get("authorizer").is_none());
+
+    // The issuer's public key.
+    let (status, _, body) =
+        request("GET", format!("{base}{}", http_api::JWKS_PATH), vec![], &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["keys"][0]["kid"], key.kid.as_str());
+
+    server.abort();
+    function.stop(Duration::from_secs(2)).await;
+    let _ = std::fs::remove_dir_all(&state);
 }

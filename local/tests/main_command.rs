@@ -15,11 +15,13 @@ fn run_local_serves_the_api_and_stops_cleanly() {
     let mut runner = Runner::start(&state.0, ports, &[]);
     let agent = agent();
     let base = runner.base.clone();
+    let token = runner.customer_token("cust-main");
 
     // Write, then read through the event path (SNS -> SQS -> updater -> DynamoDB).
     let response = agent
         .post(&format!("{base}/orders"))
         .header("content-type", "application/json")
+        .header("authorization", bearer(&token))
         .send(order_body("cust-main"))
         .expect("POST /orders");
     let location = response
@@ -32,7 +34,7 @@ fn run_local_serves_the_api_and_stops_cleanly() {
     assert_eq!(status, 201, "{created}");
     let id = created["orderId"].as_str().expect("orderId").to_string();
     assert_eq!(location.as_deref(), Some(format!("/orders/{id}").as_str()));
-    let view = await_order(&agent, &base, &id, Duration::from_secs(120));
+    let view = await_order(&agent, &base, &token, &id, Duration::from_secs(120));
     assert_eq!(view["orderId"], id.as_str());
     assert_eq!(view["customer"]["id"], "cust-main");
     assert_eq!(view["total"], 7500);
@@ -62,6 +64,7 @@ fn run_local_serves_the_api_and_stops_cleanly() {
     let (status, problem) = json_of(
         agent
             .get(&format!("{base}/orders/not-a-uuid"))
+            .header("authorization", bearer(&token))
             .call()
             .expect("GET"),
     );
@@ -98,7 +101,7 @@ fn run_local_serves_the_api_and_stops_cleanly() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(
-        await_order(&agent, &base, &id, Duration::from_secs(60))["orderId"],
+        await_order(&agent, &base, &token, &id, Duration::from_secs(60))["orderId"],
         id.as_str()
     );
     let (_, health) = json_of(agent.get(&format!("{base}/health")).call().expect("health"));

@@ -55,14 +55,18 @@ fn a_poison_message_ends_in_the_dead_letter_queue_without_blocking_orders() {
         .expect("send the poison message");
 
     // Orders posted after it are not held up.
-    let first = create_order(&agent, &base, "cust-poison-1");
-    let second = create_order(&agent, &base, "cust-poison-2");
+    let (token1, token2) = (
+        runner.customer_token("cust-poison-1"),
+        runner.customer_token("cust-poison-2"),
+    );
+    let first = create_order(&agent, &base, &token1, "cust-poison-1");
+    let second = create_order(&agent, &base, &token2, "cust-poison-2");
     assert_eq!(
-        await_order(&agent, &base, &first, Duration::from_secs(120))["orderId"],
+        await_order(&agent, &base, &token1, &first, Duration::from_secs(120))["orderId"],
         first.as_str()
     );
     assert_eq!(
-        await_order(&agent, &base, &second, Duration::from_secs(120))["orderId"],
+        await_order(&agent, &base, &token2, &second, Duration::from_secs(120))["orderId"],
         second.as_str()
     );
 

@@ -14,15 +14,18 @@ fn orders_survive_a_restart_and_fresh_forgets_them() {
     let agent = agent();
 
     let mut runner = Runner::start(&state.0, ports, &[]);
-    let id = create_order(&agent, &runner.base, "cust-restart");
-    await_order(&agent, &runner.base, &id, Duration::from_secs(120));
+    let token = runner.customer_token("cust-restart");
+    let id = create_order(&agent, &runner.base, &token, "cust-restart");
+    await_order(&agent, &runner.base, &token, &id, Duration::from_secs(120));
     assert!(runner.stop(libc::SIGTERM).success());
 
     // Readable as soon as the runner says it is ready: the view was rebuilt during start-up.
+    // The signing key is kept too, so the token minted before the restart still works.
     let mut runner = Runner::start(&state.0, ports, &[]);
     let (status, view) = json_of(
         agent
             .get(&format!("{}/orders/{id}", runner.base))
+            .header("authorization", bearer(&token))
             .call()
             .expect("GET"),
     );
@@ -41,6 +44,7 @@ fn orders_survive_a_restart_and_fresh_forgets_them() {
     let (status, _) = json_of(
         agent
             .get(&format!("{}/orders/{id}", runner.base))
+            .header("authorization", bearer(&token))
             .call()
             .expect("GET"),
     );

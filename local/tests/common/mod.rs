@@ -70,11 +70,35 @@ impl Ports {
     }
 }
 
+/// A token the runner accepts for `customer` (signed by the key in the runner's state
+/// directory; created there if the runner has not started yet).
+pub fn customer_token(state: &Path, customer: &str) -> String {
+    orders_local::auth::mint(
+        state,
+        &orders_local::auth::Subject::Customer(customer.into()),
+        3600,
+    )
+    .expect("mint a customer token")
+}
+
+/// A staff token (scope orders/admin) the runner accepts.
+pub fn staff_token(state: &Path) -> String {
+    orders_local::auth::mint(state, &orders_local::auth::Subject::Staff, 3600)
+        .expect("mint a staff token")
+}
+
+/// The `Authorization` header value for `token`.
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
 /// A running `scripts/run-local`.
 pub struct Runner {
     pub child: Child,
     pub ports: Ports,
     pub base: String,
+    /// Its state directory (where the signing key is).
+    pub state: PathBuf,
     lines: Arc<Mutex<Vec<String>>>,
     stopped: bool,
 }
@@ -132,6 +156,7 @@ impl Runner {
             child,
             ports,
             base: format!("http://127.0.0.1:{}", ports.api),
+            state: state.to_path_buf(),
             lines,
             stopped: false,
         };
@@ -180,6 +205,16 @@ impl Runner {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// A token this runner accepts for `customer`.
+    pub fn customer_token(&self, customer: &str) -> String {
+        customer_token(&self.state, customer)
+    }
+
+    /// A staff token this runner accepts.
+    pub fn staff_token(&self) -> String {
+        staff_token(&self.state)
     }
 
     /// Sends `signal` and waits for the runner to exit.
@@ -365,11 +400,12 @@ pub fn order_body(customer: &str) -> String {
     .to_string()
 }
 
-/// POSTs an order; returns its id.
-pub fn create_order(agent: &ureq::Agent, base: &str, customer: &str) -> String {
+/// POSTs an order for `customer` with `token` (the customer's own, or staff); returns its id.
+pub fn create_order(agent: &ureq::Agent, base: &str, token: &str, customer: &str) -> String {
     let response = agent
         .post(&format!("{base}/orders"))
         .header("content-type", "application/json")
+        .header("authorization", bearer(token))
         .send(order_body(customer))
         .expect("POST /orders");
     let (status, body) = json_of(response);
@@ -377,10 +413,12 @@ pub fn create_order(agent: &ureq::Agent, base: &str, customer: &str) -> String {
     body["orderId"].as_str().expect("orderId").to_string()
 }
 
-/// GETs an order until it is there (the read model lags by design); returns the view.
+/// GETs an order with `token` (its customer's, or staff) until it is there (the read model
+/// lags by design); returns the view.
 pub fn await_order(
     agent: &ureq::Agent,
     base: &str,
+    token: &str,
     id: &str,
     timeout: Duration,
 ) -> serde_json::Value {
@@ -389,6 +427,7 @@ pub fn await_order(
         let (status, body) = json_of(
             agent
                 .get(&format!("{base}/orders/{id}"))
+                .header("authorization", bearer(token))
                 .call()
                 .expect("GET"),
         );
