@@ -5,7 +5,8 @@ use crate::postgres::TestPostgres;
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use command::CommandApp;
-use lambda_http::{Body, Request, Response};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
 use orders::dynamodb::OrderViewStore;
 use orders::postgres::OrderStore;
 use orders::projection::ReadModel;
@@ -209,21 +210,78 @@ pub fn request_from_event(name: &str, edit: impl FnOnce(&mut serde_json::Value))
     lambda_http::request::from_str(&value.to_string()).expect("API Gateway v2 event")
 }
 
-/// `POST /orders` with this body.
-pub fn post_order(body: &str) -> Request {
-    request_from_event("post-order.json", |v| {
-        v["body"] = body.into();
-        v["headers"]["content-length"] = body.len().to_string().into();
-    })
+/// Who a test request comes from, as API Gateway's JWT authorizer would describe them.
+#[derive(Debug, Clone, Copy)]
+pub enum Caller<'a> {
+    /// A customer token (`sub` = the customer id).
+    Customer(&'a str),
+    /// A staff token (scope `orders/admin`).
+    Staff,
+    /// No verified token at all.
+    Anonymous,
 }
 
-/// `GET /orders/{id}`.
+impl Caller<'_> {
+    /// `requestContext.authorizer` as payload format 2.0 carries it (every claim a string).
+    pub fn authorizer(self) -> serde_json::Value {
+        let claims = |sub: &str, scope: &str| {
+            serde_json::json!({"jwt": {"claims": {
+                "iss": "https://issuer.example.test/",
+                "sub": sub,
+                "client_id": "e2e-tests",
+                "token_use": "access",
+                "scope": scope,
+                "iat": "1732262400",
+                "exp": "4102444800",
+            }, "scopes": null}})
+        };
+        match self {
+            Caller::Customer(id) => claims(id, "orders/customer"),
+            Caller::Staff => claims("staff-e2e", "openid orders/admin"),
+            Caller::Anonymous => serde_json::Value::Null,
+        }
+    }
+}
+
+/// The same request from another caller.
+pub fn as_caller(request: Request, caller: Caller) -> Request {
+    with_authorizer(request, caller.authorizer())
+}
+
+/// The same request with this `requestContext.authorizer` (JSON as API Gateway sends it).
+pub fn with_authorizer(request: Request, authorizer: serde_json::Value) -> Request {
+    let Some(RequestContext::ApiGatewayV2(mut context)) = request.request_context_ref().cloned()
+    else {
+        panic!("not an API Gateway v2 request");
+    };
+    context.authorizer = serde_json::from_value(authorizer).expect("authorizer");
+    request.with_request_context(RequestContext::ApiGatewayV2(context))
+}
+
+/// `POST /orders` with this body, from the customer it names (or the sample's caller when the
+/// body names none).
+pub fn post_order(body: &str) -> Request {
+    let customer = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["customer"]["id"].as_str().map(str::to_string));
+    let request = request_from_event("post-order.json", |v| {
+        v["body"] = body.into();
+        v["headers"]["content-length"] = body.len().to_string().into();
+    });
+    match customer {
+        Some(id) => as_caller(request, Caller::Customer(&id)),
+        None => request,
+    }
+}
+
+/// `GET /orders/{id}`, from staff (who may read any order).
 pub fn get_order(id: &str) -> Request {
-    request_from_event("get-order.json", |v| {
+    let request = request_from_event("get-order.json", |v| {
         v["rawPath"] = format!("/orders/{id}").into();
         v["requestContext"]["http"]["path"] = format!("/orders/{id}").into();
         v["pathParameters"]["id"] = id.into();
-    })
+    });
+    as_caller(request, Caller::Staff)
 }
 
 /// A response's status and JSON body.
@@ -261,7 +319,7 @@ pub fn relay_settings() -> orders::relay::RelaySettings {
     }
 }
 
-/// `POST /orders/{id}/status` with this body and optional headers.
+/// `POST /orders/{id}/status` with this body and optional headers, from staff.
 pub fn change_status(id: &str, body: &str, headers: &[(&str, &str)]) -> Request {
     let mut request = request_from_event("post-order.json", |v| {
         let path = format!("/orders/{id}/status");
@@ -283,12 +341,12 @@ pub fn change_status(id: &str, body: &str, headers: &[(&str, &str)]) -> Request 
             value.parse().expect("header value"),
         );
     }
-    request
+    as_caller(request, Caller::Staff)
 }
 
-/// `GET /customers/{customerId}/orders?{query}`.
+/// `GET /customers/{customerId}/orders?{query}`, from that customer.
 pub fn list_orders(customer: &str, query: &str) -> Request {
-    request_from_event("get-order.json", |v| {
+    let request = request_from_event("get-order.json", |v| {
         let path = format!("/customers/{customer}/orders");
         v["routeKey"] = "GET /customers/{customerId}/orders".into();
         v["rawPath"] = path.clone().into();
@@ -304,5 +362,6 @@ pub fn list_orders(customer: &str, query: &str) -> Request {
         if !params.is_empty() {
             v["queryStringParameters"] = serde_json::Value::Object(params);
         }
-    })
+    });
+    as_caller(request, Caller::Customer(customer))
 }

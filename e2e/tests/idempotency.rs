@@ -35,10 +35,12 @@ async fn a_retry_with_the_same_key_replays_the_original_response() {
     assert_eq!(sys.count("orders"), 1);
     assert_eq!(sys.count("outbox"), 1);
 
-    // The same key with a different order.
+    // The same key with a different order from the same customer.
+    let mut other: serde_json::Value = serde_json::from_str(&order_body("idem")).unwrap();
+    other["lines"][0]["quantity"] = 7.into();
     let (status, problem) = read_json(
         &sys.command
-            .handle(keyed(&order_body("someone-else"), "key-1"))
+            .handle(keyed(&other.to_string(), "key-1"))
             .await,
     );
     assert_eq!(status, 422);

@@ -3,6 +3,7 @@
 //! AWS SDK settings (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials) are read by the SDK itself
 //! and are not repeated here.
 
+use crate::domain::access::AccessPolicy;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -37,6 +38,8 @@ pub mod vars {
         "ORDER_EVENTS_TOPIC_ARN",
         "PUBLISH_TIMEOUT_MS",
         "IDEMPOTENCY_TTL_SECONDS",
+        "AUTH_CUSTOMER_CLAIM",
+        "AUTH_STAFF_SCOPE",
         "LOG_LEVEL",
     ];
     pub const UPDATER: &[&str] = &[
@@ -50,6 +53,8 @@ pub mod vars {
         "RECEIPTS_BUCKET",
         "RECEIPT_URL_TTL_SECONDS",
         "CURSOR_SIGNING_KEY",
+        "AUTH_CUSTOMER_CLAIM",
+        "AUTH_STAFF_SCOPE",
         "LOG_LEVEL",
     ];
     pub const RELAY: &[&str] = &[
@@ -211,6 +216,7 @@ pub struct CommandConfig {
     pub publish_timeout: Duration,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_ttl: Duration,
+    pub access: AccessPolicy,
 }
 
 impl CommandConfig {
@@ -220,6 +226,7 @@ impl CommandConfig {
             topic_arn: required("ORDER_EVENTS_TOPIC_ARN")?,
             publish_timeout: millis("PUBLISH_TIMEOUT_MS", 2000)?,
             idempotency_ttl: Duration::from_secs(parsed("IDEMPOTENCY_TTL_SECONDS", 86_400)?),
+            access: access_policy(),
         })
     }
 }
@@ -289,6 +296,7 @@ pub struct QueryConfig {
     /// Key that signs listing cursors, so that a tampered cursor is refused. Unset, a fixed
     /// development key is used (and a warning logged): set it in every deployed stage.
     pub cursor_key: Vec<u8>,
+    pub access: AccessPolicy,
 }
 
 /// The cursor key used when `CURSOR_SIGNING_KEY` is not set (local development only).
@@ -301,6 +309,7 @@ impl std::fmt::Debug for QueryConfig {
             .field("bucket", &self.bucket)
             .field("receipt_url_ttl", &self.receipt_url_ttl)
             .field("cursor_key", &"***")
+            .field("access", &self.access)
             .finish()
     }
 }
@@ -316,7 +325,22 @@ impl QueryConfig {
             bucket: required("RECEIPTS_BUCKET")?,
             receipt_url_ttl: Duration::from_secs(parsed("RECEIPT_URL_TTL_SECONDS", 900)?),
             cursor_key: cursor_key.into_bytes(),
+            access: access_policy(),
         })
+    }
+}
+
+/// How callers are read from the JWT claims: `AUTH_CUSTOMER_CLAIM` names the claim with the
+/// customer id (default `sub`), `AUTH_STAFF_SCOPE` the scope of staff (default `orders/admin`).
+pub fn access_policy() -> AccessPolicy {
+    let defaults = AccessPolicy::default();
+    AccessPolicy {
+        customer_claim: optional("AUTH_CUSTOMER_CLAIM")
+            .map(|v| v.trim().to_string())
+            .unwrap_or(defaults.customer_claim),
+        staff_scope: optional("AUTH_STAFF_SCOPE")
+            .map(|v| v.trim().to_string())
+            .unwrap_or(defaults.staff_scope),
     }
 }
 

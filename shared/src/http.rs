@@ -1,9 +1,12 @@
 //! Building Lambda HTTP responses.
 
+use crate::domain::access::{AccessPolicy, Caller};
 use crate::problem::{Problem, CONTENT_TYPE};
 use lambda_http::http::{header, HeaderValue, Response, StatusCode};
-use lambda_http::Body;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt};
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// A JSON response with the given status.
 pub fn json_response<T: Serialize>(status: u16, body: &T) -> Response<Body> {
@@ -16,10 +19,37 @@ pub fn json_response<T: Serialize>(status: u16, body: &T) -> Response<Body> {
     }
 }
 
-/// An `application/problem+json` response.
+/// An `application/problem+json` response (a 401 also says which scheme to use).
 pub fn problem_response(problem: &Problem) -> Response<Body> {
     let text = serde_json::to_string(problem).unwrap_or_else(|_| "{}".into());
-    with_body(problem.status, CONTENT_TYPE, text)
+    let mut response = with_body(problem.status, CONTENT_TYPE, text);
+    if problem.status == 401 {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+/// The caller, from the claims API Gateway's JWT authorizer verified
+/// (`requestContext.authorizer.jwt`); 401 when there are none.
+pub fn caller(request: &Request, policy: &AccessPolicy) -> Result<Caller, Problem> {
+    let jwt = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context
+            .authorizer
+            .as_ref()
+            .and_then(|authorizer| authorizer.jwt.as_ref()),
+        _ => None,
+    };
+    let empty = HashMap::new();
+    let (claims, scopes) = match jwt {
+        Some(jwt) => (&jwt.claims, jwt.scopes.as_deref().unwrap_or_default()),
+        None => (&empty, &[][..]),
+    };
+    policy.caller(claims, scopes).map_err(|err| {
+        tracing::info!(reason = %err, "request refused: unauthenticated");
+        Problem::from(err)
+    })
 }
 
 fn with_body(status: u16, content_type: &'static str, text: String) -> Response<Body> {

@@ -34,7 +34,24 @@ impl From<crate::domain::order::InvalidOrderId> for Problem {
     }
 }
 
+impl From<crate::domain::access::Unauthenticated> for Problem {
+    fn from(err: crate::domain::access::Unauthenticated) -> Self {
+        Self::new(
+            401,
+            "unauthenticated",
+            "Unauthenticated",
+            format!("A valid bearer token is required: {err}"),
+        )
+    }
+}
+
 impl Problem {
+    /// 403 for a caller who may not do this (the `NotVisible` denial is a 404: see
+    /// [`Problem::not_found`]; the handler words it as its own "not found").
+    pub fn forbidden(denied: crate::domain::access::Denied) -> Self {
+        Self::new(403, "forbidden", "Forbidden", denied.to_string())
+    }
+
     pub fn new(
         status: u16,
         kind: &'static str,

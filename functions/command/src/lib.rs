@@ -5,8 +5,9 @@ mod status;
 
 use lambda_http::http::{header, HeaderValue, Method};
 use lambda_http::{Body, Request, RequestExt, Response};
+use orders::domain::access::{AccessPolicy, Caller};
 use orders::domain::validation::decode_request;
-use orders::http::{body_bytes, json_response, problem_response};
+use orders::http::{body_bytes, caller, json_response, problem_response};
 use orders::metrics::MetricSet;
 use orders::postgres::{CreateOutcome, DbError, IdempotencyClaim, OrderStore};
 use orders::problem::Problem;
@@ -30,6 +31,7 @@ pub struct CommandApp {
     orders: OrderStore,
     publisher: EventPublisher,
     idempotency_ttl: Duration,
+    access: AccessPolicy,
 }
 
 /// An order as the write side returns it.
@@ -61,7 +63,14 @@ impl CommandApp {
             orders,
             publisher,
             idempotency_ttl,
+            access: AccessPolicy::default(),
         }
+    }
+
+    /// Reads callers from the token claims with `access` instead of the defaults.
+    pub fn with_access(mut self, access: AccessPolicy) -> Self {
+        self.access = access;
+        self
     }
 
     /// Handles one API Gateway request. Every outcome is an HTTP response: errors are
@@ -71,12 +80,14 @@ impl CommandApp {
         let span = orders::telemetry::invocation_span(&request_id(&request));
         span.record("correlation_id", correlation_id.as_str());
         let result = async {
-            match route(&request) {
-                Ok(Route::CreateOrder) => self.create_order(&request, &correlation_id).await,
-                Ok(Route::ChangeStatus(id)) => {
-                    self.change_status(&request, &id, &correlation_id).await
+            let route = route(&request)?;
+            let caller = caller(&request, &self.access)?;
+            match route {
+                Route::CreateOrder => self.create_order(&request, &caller, &correlation_id).await,
+                Route::ChangeStatus(id) => {
+                    self.change_status(&request, &caller, &id, &correlation_id)
+                        .await
                 }
-                Err(problem) => Err(problem),
             }
         }
         .instrument(span)
@@ -92,6 +103,7 @@ impl CommandApp {
     async fn create_order(
         &self,
         request: &Request,
+        caller: &Caller,
         correlation_id: &str,
     ) -> Result<Response<Body>, Problem> {
         check_content_type(request)?;
@@ -104,11 +116,16 @@ impl CommandApp {
             tracing::info!(fields = ?errors.iter().map(|e| &e.field).collect::<Vec<_>>(), "order rejected");
             Problem::validation(errors)
         })?;
+        caller.may_order_for(&order.customer.id).map_err(|denied| {
+            tracing::info!(reason = %denied, "order refused");
+            Problem::forbidden(denied)
+        })?;
         tracing::Span::current().record("order_id", order.id.to_string());
         let event = OrderEvent::created(&order, Some(correlation_id.to_string()));
         let body = order_body(&order);
+        let scope = key_scope("POST /orders", caller);
         let claim = key.as_deref().map(|key| IdempotencyClaim {
-            scope: "POST /orders",
+            scope: &scope,
             key,
             request: &canonical,
             ttl: self.idempotency_ttl,
@@ -270,6 +287,17 @@ fn order_response(
         headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
     }
     response
+}
+
+/// What an idempotency key is scoped to: the operation and the caller, so that one caller's
+/// keys never meet another's (nor reveal that they exist).
+fn key_scope(operation: &str, caller: &Caller) -> String {
+    let kind = if caller.is_staff() {
+        "staff"
+    } else {
+        "customer"
+    };
+    format!("{operation} {kind}:{}", caller.subject())
 }
 
 /// The `Idempotency-Key` header, when present: 1 to 255 visible ASCII characters.

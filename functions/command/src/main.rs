@@ -16,7 +16,8 @@ async fn main() -> Result<(), Error> {
         OrderStore::new(pool, config.db.statement_timeout),
         EventPublisher::new(&aws, config.topic_arn, config.publish_timeout),
         config.idempotency_ttl,
-    );
+    )
+    .with_access(config.access);
     let app = &app;
     lambda_http::run(service_fn(move |request: Request| async move {
         Ok::<_, Error>(app.handle(request).await)

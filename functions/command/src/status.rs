@@ -2,11 +2,12 @@
 //! concurrency (`If-Match`) and idempotency keys.
 
 use crate::{
-    check_content_type, idempotency_key, key_reused, order_body, order_response, storage_problem,
-    CommandApp,
+    check_content_type, idempotency_key, key_reused, key_scope, order_body, order_response,
+    storage_problem, CommandApp,
 };
 use lambda_http::http::header;
 use lambda_http::{Body, Request, Response};
+use orders::domain::access::Caller;
 use orders::domain::order::{now_micros, IllegalTransition, OrderStatus};
 use orders::domain::validation::{decode_body, ChangeStatusRequest};
 use orders::http::body_bytes;
@@ -16,6 +17,8 @@ use orders::{OrderEvent, OrderId};
 
 /// Why a status change was refused.
 enum Refusal {
+    /// Another customer's order: to this caller it does not exist.
+    NotVisible,
     /// `If-Match` named another version.
     StaleVersion { current: i64 },
     Illegal {
@@ -28,6 +31,7 @@ impl CommandApp {
     pub(crate) async fn change_status(
         &self,
         request: &Request,
+        caller: &Caller,
         raw_id: &str,
         correlation_id: &str,
     ) -> Result<Response<Body>, Problem> {
@@ -39,9 +43,14 @@ impl CommandApp {
         let input: ChangeStatusRequest =
             decode_body(body_bytes(request.body())).map_err(Problem::undecodable)?;
         let (to, reason) = input.validate().map_err(Problem::validation)?;
+        caller.may_request_status(to).map_err(|denied| {
+            tracing::info!(reason = %denied, "status change refused");
+            Problem::forbidden(denied)
+        })?;
         let canonical = serde_json::json!({"orderId": id, "request": input}).to_string();
+        let scope = key_scope("POST /orders/{id}/status", caller);
         let claim = key.as_deref().map(|key| IdempotencyClaim {
-            scope: "POST /orders/{id}/status",
+            scope: &scope,
             key,
             request: &canonical,
             ttl: self.idempotency_ttl,
@@ -49,6 +58,9 @@ impl CommandApp {
         let outcome = self
             .orders
             .update(id, claim.as_ref(), |order| {
+                if caller.may_change_status_of(&order.customer.id).is_err() {
+                    return Err(Refusal::NotVisible);
+                }
                 if let Some(expected) = expected_version {
                     if order.version != expected {
                         return Err(Refusal::StaleVersion {
@@ -79,7 +91,7 @@ impl CommandApp {
                 Ok(order_response(stored.status, &stored.body, false, true))
             }
             UpdateOutcome::KeyReused => Err(key_reused()),
-            UpdateOutcome::NotFound => {
+            UpdateOutcome::NotFound | UpdateOutcome::Rejected(Refusal::NotVisible) => {
                 Err(Problem::not_found(format!("Order {id} does not exist")))
             }
             UpdateOutcome::Rejected(Refusal::StaleVersion { current }) => Err(Problem::new(

@@ -5,8 +5,9 @@ pub mod cursor;
 
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
+use orders::domain::access::{AccessPolicy, Caller};
 use orders::dynamodb::{OrderViewStore, ViewStoreError};
-use orders::http::{json_response, problem_response};
+use orders::http::{caller, json_response, problem_response};
 use orders::problem::Problem;
 use orders::s3::ReceiptStore;
 use orders::{OrderId, OrderStatus, OrderView};
@@ -24,6 +25,7 @@ pub struct QueryApp {
     receipts: ReceiptStore,
     receipt_url_ttl: Duration,
     cursor_key: Vec<u8>,
+    access: AccessPolicy,
 }
 
 /// `GET /orders/{id}`: the view, plus a short-lived link to its receipt.
@@ -60,7 +62,14 @@ impl QueryApp {
             receipts,
             receipt_url_ttl,
             cursor_key,
+            access: AccessPolicy::default(),
         }
+    }
+
+    /// Reads callers from the token claims with `access` instead of the defaults.
+    pub fn with_access(mut self, access: AccessPolicy) -> Self {
+        self.access = access;
+        self
     }
 
     /// Handles one API Gateway request.
@@ -84,9 +93,13 @@ impl QueryApp {
                 _ if request.method() != Method::GET && request.method() != Method::HEAD => {
                     Err(Problem::method_not_allowed(request.method().as_str()))
                 }
-                ["orders", id] => self.get_order(&request, &param("id", id)).await,
+                ["orders", id] => {
+                    let caller = caller(&request, &self.access)?;
+                    self.get_order(&request, &caller, &param("id", id)).await
+                }
                 ["customers", customer, "orders"] => {
-                    self.list_orders(&request, &param("customerId", customer))
+                    let caller = caller(&request, &self.access)?;
+                    self.list_orders(&request, &caller, &param("customerId", customer))
                         .await
                 }
                 _ => Err(Problem::not_found(format!("No route for {path}"))),
@@ -97,11 +110,19 @@ impl QueryApp {
         result.unwrap_or_else(|problem| problem_response(&problem))
     }
 
-    async fn get_order(&self, request: &Request, raw_id: &str) -> Result<Response<Body>, Problem> {
+    async fn get_order(
+        &self,
+        request: &Request,
+        caller: &Caller,
+        raw_id: &str,
+    ) -> Result<Response<Body>, Problem> {
         let id: OrderId = raw_id.parse()?;
         tracing::Span::current().record("order_id", id.to_string());
         let view = self.views.get(id).await.map_err(read_problem)?;
-        let view = view.ok_or_else(|| Problem::not_found(format!("Order {id} does not exist")))?;
+        // Another customer's order answers exactly like a missing one: ids cannot be probed.
+        let view = view
+            .filter(|view| caller.may_read(&view.customer.id).is_ok())
+            .ok_or_else(|| Problem::not_found(format!("Order {id} does not exist")))?;
         let etag = format!("\"{}\"", view.version);
         if if_none_match(request, &etag) {
             let mut response = Response::new(Body::Empty);
@@ -136,8 +157,13 @@ impl QueryApp {
     async fn list_orders(
         &self,
         request: &Request,
+        caller: &Caller,
         customer_id: &str,
     ) -> Result<Response<Body>, Problem> {
+        caller.may_list(customer_id).map_err(|denied| {
+            tracing::info!(reason = %denied, "listing refused");
+            Problem::forbidden(denied)
+        })?;
         if customer_id.is_empty()
             || customer_id.len() > 64
             || customer_id.chars().any(char::is_control)

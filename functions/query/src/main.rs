@@ -16,7 +16,8 @@ async fn main() -> Result<(), Error> {
         ReceiptStore::new(&aws, config.bucket),
         config.receipt_url_ttl,
         config.cursor_key,
-    );
+    )
+    .with_access(config.access);
     let app = &app;
     lambda_http::run(service_fn(move |request: Request| async move {
         Ok::<_, Error>(app.handle(request).await)

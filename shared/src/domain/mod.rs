@@ -1,5 +1,6 @@
 //! The pure core: no I/O, no clients, only data and rules.
 
+pub mod access;
 pub mod event;
 pub mod order;
 pub mod receipt;
