@@ -1063,5 +1063,12 @@ Resources:
             triggered.iter().any(|f| !f.sqs.is_empty()),
             "an SQS event source"
         );
+        assert!(
+            triggered
+                .iter()
+                .flat_map(|f| &f.routes)
+                .any(|r| matches!(r.auth, RouteAuth::Jwt { .. })),
+            "a route behind the JWT authorizer"
+        );
     }
 }
