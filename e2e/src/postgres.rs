@@ -2,6 +2,7 @@
 //! belongs to, and the server runs as, the unprivileged `nobody` user.
 
 use crate::process::Guarded;
+pub use orders_local::postgres::{pg_bin, server_identity};
 use orders::config::{DbConfig, DbPassword, SslMode};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -18,45 +19,6 @@ pub struct TestPostgres {
     pub port: u16,
     dir: PathBuf,
     server: Option<Guarded>,
-}
-
-/// Where the PostgreSQL server programs are: `PG_BIN`, else `PATH`, else Debian's layout.
-pub fn pg_bin(program: &str) -> PathBuf {
-    if let Some(dir) = std::env::var_os("PG_BIN") {
-        return Path::new(&dir).join(program);
-    }
-    if let Some(found) = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(program))
-            .find(|p| p.is_file())
-    }) {
-        return found;
-    }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    versions.sort();
-    versions
-        .last()
-        .map(|v| v.join("bin").join(program))
-        .unwrap_or_else(|| PathBuf::from(program))
-}
-
-/// The uid and gid to run PostgreSQL as: ours, unless we are root.
-fn server_identity() -> Option<(u32, u32)> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return None;
-    }
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let nobody = passwd
-        .lines()
-        .find(|l| l.starts_with("nobody:"))
-        .and_then(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
-        });
-    Some(nobody.unwrap_or((65534, 65534)))
 }
 
 fn as_server_user(command: &mut Command, identity: Option<(u32, u32)>) -> &mut Command {

@@ -38,7 +38,7 @@ pub fn pg_bin(program: &str) -> PathBuf {
 }
 
 /// The uid and gid to run PostgreSQL as: ours, unless we are root (then `nobody`).
-fn server_identity() -> Option<(u32, u32)> {
+pub fn server_identity() -> Option<(u32, u32)> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return None;
