@@ -94,17 +94,20 @@ pub async fn measure(
     }
     let mut results = Vec::new();
     for (case, samples) in cases.iter().zip(samples) {
-        progress(&format!("{}: {warm} warm invocations", case.name));
-        let function = Function::new(case.spec(region));
-        case.invoke(&function, n).await?;
-        n += 1;
         let mut durations = Vec::with_capacity(warm);
-        for _ in 0..warm {
-            durations.push(case.invoke(&function, n).await?.duration);
+        let mut rss_after = None;
+        if warm > 0 {
+            progress(&format!("{}: {warm} warm invocations", case.name));
+            let function = Function::new(case.spec(region));
+            case.invoke(&function, n).await?;
             n += 1;
+            for _ in 0..warm {
+                durations.push(case.invoke(&function, n).await?.duration);
+                n += 1;
+            }
+            rss_after = function.pid().and_then(rss_kib).map(|(hwm, _)| hwm);
+            function.stop(Duration::from_millis(500)).await;
         }
-        let rss_after = function.pid().and_then(rss_kib).map(|(hwm, _)| hwm);
-        function.stop(Duration::from_millis(500)).await;
         let ms = |f: fn(&Sample) -> Duration| {
             Summary::of_durations(&samples.iter().map(f).collect::<Vec<_>>())
         };

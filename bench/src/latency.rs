@@ -110,7 +110,7 @@ pub async fn get_order(
     let ops: Vec<Op<'_>> = vec![
         Box::new(move || {
             Box::pin(async move {
-                let reply = api.get(&path).await?;
+                let reply = api.get(path).await?;
                 if reply.status != 200 {
                     return Err(BenchError::Http(format!("GET {path}: {}", reply.status)));
                 }

@@ -51,6 +51,12 @@ fn parse_args() -> Result<Options> {
             other => return Err(BenchError::msg(format!("unknown option {other}"))),
         }
     }
+    // Function processes run in their binary's directory: paths must not be relative.
+    for path in [&mut options.bin_dir, &mut options.root] {
+        *path = path
+            .canonicalize()
+            .map_err(|e| BenchError::msg(format!("{}: {e}", path.display())))?;
+    }
     Ok(options)
 }
 
@@ -114,13 +120,14 @@ async fn run(options: Options) -> Result<()> {
     let mut system = System::start(&options.root, &options.bin_dir).await?;
     let result = measure(&system, &settings).await;
     system.stop().await;
-    let (cold, get, post, updater, lags) = result?;
+    let (cold, cold_plain, get, post, updater, lags) = result?;
 
     let results = Results {
         settings,
         machine,
         sizes,
         cold,
+        cold_plain,
         get,
         post,
         updater,
@@ -137,6 +144,7 @@ async fn run(options: Options) -> Result<()> {
 }
 
 type Measured = (
+    Vec<cold_start::ColdStart>,
     Vec<cold_start::ColdStart>,
     latency::Comparison,
     latency::Comparison,
@@ -181,7 +189,8 @@ async fn measure(system: &System, settings: &Settings) -> Result<Measured> {
     )
     .await?;
 
-    // The runner's wiring (plain TCP and HTTP), for the direct invocations and the updater.
+    // The runner's wiring (plain TCP and HTTP): cold starts without any TLS, to show what the
+    // handshakes and crypto initialisation cost; then the direct invocations and the updater.
     let local = functions::suite(
         system,
         Wiring::Local,
@@ -189,6 +198,15 @@ async fn measure(system: &System, settings: &Settings) -> Result<Measured> {
         &sink.url(),
         counter.clone(),
     )?;
+    say("cold starts without TLS (the runner's wiring)");
+    let plain = cold_start::measure(
+        &local.functions,
+        &system.region(),
+        settings.cold_runs,
+        0,
+        say,
+    )
+    .await?;
     let case = |name: &str| {
         local
             .functions
@@ -273,5 +291,5 @@ async fn measure(system: &System, settings: &Settings) -> Result<Measured> {
         tokio::time::sleep(Duration::from_secs(3)).await;
         lags.push(lag::measure(&api, load, duration, 10, counter.clone()).await?);
     }
-    Ok((cold, get, post, updater, lags))
+    Ok((cold, plain, get, post, updater, lags))
 }
