@@ -2,8 +2,8 @@
 //! belongs to, and the server runs as, the unprivileged `nobody` user.
 
 use crate::process::Guarded;
-pub use orders_local::postgres::{pg_bin, server_identity};
 use orders::config::{DbConfig, DbPassword, SslMode};
+pub use orders_local::postgres::{pg_bin, server_identity};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

@@ -38,11 +38,8 @@ async fn a_retry_with_the_same_key_replays_the_original_response() {
     // The same key with a different order from the same customer.
     let mut other: serde_json::Value = serde_json::from_str(&order_body("idem")).unwrap();
     other["lines"][0]["quantity"] = 7.into();
-    let (status, problem) = read_json(
-        &sys.command
-            .handle(keyed(&other.to_string(), "key-1"))
-            .await,
-    );
+    let (status, problem) =
+        read_json(&sys.command.handle(keyed(&other.to_string(), "key-1")).await);
     assert_eq!(status, 422);
     assert_eq!(problem["type"], "/problems/idempotency-key-reused");
     assert_eq!(sys.count("orders"), 1);

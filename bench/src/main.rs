@@ -1,0 +1,299 @@
+//! `orders-bench`: runs the benchmark suite and writes BENCHMARKS.md. Started by
+//! `scripts/bench`, which builds the release binaries first (see BENCHMARKS.md for the method).
+//!
+//! Usage: orders-bench [--quick] [--out FILE] [--bin-dir DIR] [--root DIR]
+
+use orders_bench::error::{BenchError, Result};
+use orders_bench::functions::{self, Wiring};
+use orders_bench::http::Api;
+use orders_bench::report::{Machine, Results, Settings};
+use orders_bench::system::System;
+use orders_bench::{cold_start, events, lag, latency, size, throughput};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Options {
+    quick: bool,
+    out: PathBuf,
+    bin_dir: PathBuf,
+    root: PathBuf,
+}
+
+fn parse_args() -> Result<Options> {
+    let root = std::env::current_dir()?;
+    let mut options = Options {
+        quick: false,
+        out: root.join("BENCHMARKS.md"),
+        bin_dir: std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"))
+            .join("release"),
+        root,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .map(PathBuf::from)
+                .ok_or_else(|| BenchError::msg(format!("{arg} needs a value")))
+        };
+        match arg.as_str() {
+            "--quick" => options.quick = true,
+            "--out" => options.out = value()?,
+            "--bin-dir" => options.bin_dir = value()?,
+            "--root" => options.root = value()?,
+            "-h" | "--help" => {
+                println!("orders-bench [--quick] [--out FILE] [--bin-dir DIR] [--root DIR]");
+                std::process::exit(0);
+            }
+            other => return Err(BenchError::msg(format!("unknown option {other}"))),
+        }
+    }
+    // Function processes run in their binary's directory: paths must not be relative.
+    for path in [&mut options.bin_dir, &mut options.root] {
+        *path = path
+            .canonicalize()
+            .map_err(|e| BenchError::msg(format!("{}: {e}", path.display())))?;
+    }
+    Ok(options)
+}
+
+fn say(text: &str) {
+    eprintln!("orders-bench: {text}");
+}
+
+fn main() -> std::process::ExitCode {
+    let options = match parse_args() {
+        Ok(options) => options,
+        Err(e) => {
+            say(&e.to_string());
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            say(&format!("cannot start the async runtime: {e}"));
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(options)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            say(&format!("failed: {e}"));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(options: Options) -> Result<()> {
+    let settings = if options.quick {
+        Settings::quick()
+    } else {
+        Settings::full()
+    };
+    let started = Instant::now();
+    let machine = Machine::describe(&options.root);
+
+    say("binary sizes");
+    let sizes = size::measure(
+        &options.root,
+        &options.bin_dir,
+        &std::env::temp_dir(),
+        &[
+            ("hello", "bench-hello"),
+            ("command", "command"),
+            ("query", "query"),
+            ("updater", "updater"),
+            ("relay", "relay"),
+            ("migrate", "migrate"),
+        ],
+    )?;
+
+    say("starting the local runner (PostgreSQL, moto, functions)");
+    let mut system = System::start(&options.root, &options.bin_dir).await?;
+    let result = measure(&system, &settings).await;
+    system.stop().await;
+    let (cold, cold_plain, get, post, updater, lags) = result?;
+
+    let results = Results {
+        settings,
+        machine,
+        sizes,
+        cold,
+        cold_plain,
+        get,
+        post,
+        updater,
+        lags,
+        elapsed: started.elapsed(),
+    };
+    std::fs::write(&options.out, orders_bench::report::render(&results))?;
+    say(&format!(
+        "wrote {} in {:.0} s",
+        options.out.display(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+type Measured = (
+    Vec<cold_start::ColdStart>,
+    Vec<cold_start::ColdStart>,
+    latency::Comparison,
+    latency::Comparison,
+    throughput::Throughput,
+    Vec<lag::Lag>,
+);
+
+async fn measure(system: &System, settings: &Settings) -> Result<Measured> {
+    // Every route is behind the JWT authorizer: a staff token may place and read any order.
+    let api = Api::new(system.api_port).with_header(
+        "authorization",
+        &format!("Bearer {}", system.staff_token()?),
+    );
+    let counter = Arc::new(AtomicU64::new(0));
+    let aws = system.sdk_config().await;
+    let table = system.required("ORDERS_TABLE")?;
+    let bucket = system.required("RECEIPTS_BUCKET")?;
+
+    // One order in the read model for the reads.
+    let order_id = api.create_order(events::order_body(u64::MAX)).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while api.get(&format!("/orders/{order_id}")).await?.status != 200 {
+        if Instant::now() > deadline {
+            return Err(BenchError::msg("the first order never became readable"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    say("cold starts (TLS to PostgreSQL and to AWS, as deployed)");
+    let sink = orders_bench::sink::Sink::start().await?;
+    let suite = functions::suite(
+        system,
+        Wiring::Deployed,
+        &order_id,
+        &sink.url(),
+        counter.clone(),
+    )?;
+    let mut cases = vec![suite.hello.clone()];
+    cases.extend(suite.functions.iter().cloned());
+    let cold = cold_start::measure(
+        &cases,
+        &system.region(),
+        settings.cold_runs,
+        settings.warm_invocations,
+        say,
+    )
+    .await?;
+
+    // The runner's wiring (plain TCP and HTTP): cold starts without any TLS, to show what the
+    // handshakes and crypto initialisation cost; then the direct invocations and the updater.
+    let local = functions::suite(
+        system,
+        Wiring::Local,
+        &order_id,
+        &sink.url(),
+        counter.clone(),
+    )?;
+    say("cold starts without TLS (the runner's wiring)");
+    let plain = cold_start::measure(
+        &local.functions,
+        &system.region(),
+        settings.cold_runs,
+        0,
+        say,
+    )
+    .await?;
+    let case = |name: &str| {
+        local
+            .functions
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| BenchError::msg(format!("no {name} case")))
+    };
+    let region = system.region();
+
+    say("warm latency: GET /orders/{id} vs GetItem");
+    let dynamo = aws_sdk_dynamodb::Client::new(&aws);
+    let query = case("query")?;
+    let query_fn = orders_local::runtime_api::Function::new(query.spec(&region));
+    let get = latency::get_order(
+        &api,
+        (query, &query_fn),
+        &dynamo,
+        &table,
+        &order_id,
+        settings.get_count,
+    )
+    .await;
+    query_fn.stop(Duration::from_millis(500)).await;
+    let get = get?;
+
+    say("warm latency: POST /orders vs transaction + publish");
+    let raw = latency::RawCommand {
+        pg: tokio::sync::Mutex::new(system.pg_client().await?),
+        sns: aws_sdk_sns::Client::new(&aws),
+        topic_arn: system.required("ORDER_EVENTS_TOPIC_ARN")?,
+    };
+    let command = case("command")?;
+    let command_fn = orders_local::runtime_api::Function::new(command.spec(&region));
+    let post = latency::post_order(
+        &api,
+        (command, &command_fn),
+        &raw,
+        counter.clone(),
+        settings.post_count,
+    )
+    .await;
+    command_fn.stop(Duration::from_millis(500)).await;
+    let post = post?;
+
+    say("updater throughput vs PutItem + PutObject");
+    let updater_case = case("updater")?;
+    let raw_writes = throughput::RawWrites {
+        dynamo: dynamo.clone(),
+        s3: aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&aws)
+                .force_path_style(true)
+                .build(),
+        ),
+        table: table.clone(),
+        bucket,
+    };
+    let updater = throughput::measure(
+        updater_case,
+        &region,
+        &raw_writes,
+        "arn:aws:sqs:us-east-1:123456789012:orders-bench",
+        settings.updater_batches,
+        counter.fetch_add(1_000_000, std::sync::atomic::Ordering::Relaxed),
+    )
+    .await?;
+
+    let mut lags = Vec::new();
+    for (load, duration) in [
+        (lag::Load::Rate(settings.lag_rate), settings.lag_duration),
+        (
+            lag::Load::Saturation {
+                clients: settings.saturation_clients,
+            },
+            settings.saturation_duration,
+        ),
+    ] {
+        say(&format!(
+            "projection lag: {load:?} for {}s",
+            duration.as_secs()
+        ));
+        // Let the previous phase drain first.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        lags.push(lag::measure(&api, load, duration, 10, counter.clone()).await?);
+    }
+    Ok((cold, plain, get, post, updater, lags))
+}
