@@ -27,18 +27,26 @@ impl Samples {
         Ok(serde_json::from_str(&text)?)
     }
 
-    /// `POST /orders` with `body`, as API Gateway (payload format 2.0) delivers it.
+    /// The verified claims of a staff token (from the staff sample), who may place and read
+    /// any customer's orders.
+    fn staff_authorizer(&self) -> Result<Value> {
+        Ok(self.load("post-order-status.json")?["requestContext"]["authorizer"].clone())
+    }
+
+    /// `POST /orders` with `body`, as API Gateway (payload format 2.0) delivers it, from staff.
     pub fn post_order(&self, body: &str) -> Result<Value> {
         let mut event = self.load("post-order.json")?;
+        event["requestContext"]["authorizer"] = self.staff_authorizer()?;
         event["body"] = body.into();
         event["headers"]["content-length"] = body.len().to_string().into();
         event["requestContext"]["requestId"] = uuid::Uuid::new_v4().simple().to_string().into();
         Ok(event)
     }
 
-    /// `GET /orders/{id}`.
+    /// `GET /orders/{id}`, from staff.
     pub fn get_order(&self, id: &str) -> Result<Value> {
         let mut event = self.load("get-order.json")?;
+        event["requestContext"]["authorizer"] = self.staff_authorizer()?;
         let path = format!("/orders/{id}");
         event["rawPath"] = path.clone().into();
         event["requestContext"]["http"]["path"] = path.into();
