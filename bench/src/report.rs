@@ -762,8 +762,8 @@ fn lag(out: &mut String, r: &Results) {
          `MaximumBatchingWindowInSeconds` 1, one batch at a time) -> updater -> DynamoDB. \
          *To projectedAt*: every order, 201 to the `projectedAt` the updater stamps just before \
          its conditional write (same clock), read back with one GET. *To first GET 200*: every \
-         10th order polled every 20 ms (20 ms resolution; the query function serves one request \
-         at a time, so polling every order would load it). Negative values: the event was \
+         10th order polled every 20 ms (20 ms resolution; each query process serves one request \
+         at a time and the runner starts at most four, so polling every order would load them). Negative values: the event was \
          projected before the client had its 201 (the command publishes before it answers).\n"
     );
     let _ = writeln!(
