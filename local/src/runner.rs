@@ -603,15 +603,13 @@ async fn start(options: &Options, stack: &Stack) -> Result<Watch, String> {
     }
 
     // Resources.
-    provision::describe_database(
-        &mut resolver,
-        &Database {
-            host: &db.config.host,
-            port: db.config.port,
-            user: &db.config.user,
-            password: &db.password,
-        },
-    );
+    let database = Database {
+        host: &db.config.host,
+        port: db.config.port,
+        user: &db.config.user,
+        password: &db.password,
+    };
+    provision::describe_database(&mut resolver, &database);
     for def in &defs {
         let name = format!("{}-{}", options.stack_name, def.binary);
         let arn = format!("arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}");
@@ -647,12 +645,7 @@ async fn start(options: &Options, stack: &Stack) -> Result<Watch, String> {
             let provisioned = provision::provision(
                 &aws,
                 &mut resolver,
-                &Database {
-                    host: &db.config.host,
-                    port: db.config.port,
-                    user: &db.config.user,
-                    password: &db.password,
-                },
+                &database,
                 &database_secrets,
                 &mut generated,
                 options.visibility_timeout,
