@@ -357,7 +357,15 @@ async fn handle(gateway: &Gateway, peer: SocketAddr, request: Request<Incoming>)
     let function = route.function.clone();
     let invocation =
         tokio::spawn(async move { function.invoke(Bytes::from(event.to_string())).await });
-    let mut response = match tokio::time::timeout(INTEGRATION_TIMEOUT, invocation).await {
+    // A task that panicked and an invocation that failed both end as API Gateway's 500.
+    let outcome = tokio::time::timeout(INTEGRATION_TIMEOUT, invocation)
+        .await
+        .map(|joined| {
+            joined
+                .map_err(|e| e.to_string())
+                .and_then(|invoked| invoked.map_err(|e| e.to_string()))
+        });
+    let mut response = match outcome {
         Err(_) => {
             log(
                 &method,
@@ -369,29 +377,18 @@ async fn handle(gateway: &Gateway, peer: SocketAddr, request: Request<Incoming>)
             );
             message(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
         }
-        Ok(Err(join_error)) => {
+        Ok(Err(reason)) => {
             log(
                 &method,
                 &path,
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Some(route),
                 started,
-                Some(&join_error.to_string()),
+                Some(&reason),
             );
             message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
         }
-        Ok(Ok(Err(error))) => {
-            log(
-                &method,
-                &path,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Some(route),
-                started,
-                Some(&error.to_string()),
-            );
-            message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-        }
-        Ok(Ok(Ok(invoked))) => match convert_response(&invoked.body) {
+        Ok(Ok(invoked)) => match convert_response(&invoked.body) {
             Ok(response) => {
                 log(
                     &method,
