@@ -142,12 +142,7 @@ pub fn parse(
     };
     while let Some(arg) = args.next() {
         let (flag, inline) = flag_of(&arg);
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
+        let mut value = || value_of(&flag, &inline, &mut args);
         match flag.as_str() {
             "-h" | "--help" => return Ok(Parsed::Help),
             "--fresh" => options.fresh = true,
@@ -182,6 +177,18 @@ pub fn parse(
     Ok(Parsed::Run(Box::new(options)))
 }
 
+/// The value of `flag`: given inline (`--flag=value`) or as the next argument.
+fn value_of(
+    flag: &str,
+    inline: &Option<String>,
+    args: &mut impl Iterator<Item = String>,
+) -> Result<String, String> {
+    inline
+        .clone()
+        .or_else(|| args.next())
+        .ok_or_else(|| format!("{flag} needs a value"))
+}
+
 /// Splits `--flag=value`.
 fn flag_of(arg: &str) -> (String, Option<String>) {
     match arg.split_once('=') {
@@ -198,12 +205,7 @@ fn parse_mint(
     let mut ttl_secs = DEFAULT_TTL_SECS;
     while let Some(arg) = args.next() {
         let (flag, inline) = flag_of(&arg);
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
+        let mut value = || value_of(&flag, &inline, &mut args);
         let chosen = match flag.as_str() {
             "-h" | "--help" => return Ok(Parsed::MintHelp),
             "--customer" => {
