@@ -15,9 +15,9 @@ use std::time::Duration;
 /// How a function reaches PostgreSQL and AWS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wiring {
-    /// As deployed: PostgreSQL over TLS (`verify-full` against a CA file, the password from
-    /// Secrets Manager) and AWS over HTTPS (a TLS front for moto, trusted through
-    /// `SSL_CERT_FILE` = the system roots plus the bench CA).
+    /// As deployed: PostgreSQL over TLS (`verify-full` against a CA file) with an IAM token
+    /// signed per connection (`DB_AUTH=iam`), and AWS over HTTPS (a TLS front for moto, trusted
+    /// through `SSL_CERT_FILE` = the system roots plus the bench CA).
     Deployed,
     /// As the local runner wires its functions: plain TCP to PostgreSQL and plain HTTP to moto.
     Local,
@@ -151,19 +151,23 @@ pub fn function_env(system: &System, vars: &[&str], wiring: Wiring) -> Vec<(Stri
                 system.tls.bundle.display().to_string(),
             ));
             if uses_db {
-                env.retain(|(k, _)| k != "DB_SSLMODE" && k != "DB_CA_FILE" && k != "DB_HOST");
+                env.retain(|(k, _)| {
+                    !matches!(
+                        k.as_str(),
+                        "DB_SSLMODE" | "DB_CA_FILE" | "DB_HOST" | "DB_PASSWORD" | "DB_AUTH"
+                    )
+                });
                 env.push(("DB_HOST".into(), "127.0.0.1".into()));
                 env.push(("DB_SSLMODE".into(), "verify-full".into()));
+                // As the template: a token per connection (PostgreSQL trusts TLS connections
+                // of this user here, standing in for RDS Proxy's check of the token).
+                env.push(("DB_AUTH".into(), "iam".into()));
                 env.push((
                     "DB_CA_FILE".into(),
                     system.tls.ca_cert.display().to_string(),
                 ));
             }
         }
-    }
-    if uses_db && env.iter().any(|(k, _)| k == "DB_SECRET_ARN") {
-        // As deployed: the password comes from Secrets Manager.
-        env.retain(|(k, _)| k != "DB_PASSWORD");
     }
     env
 }

@@ -576,8 +576,9 @@ fn cold(out: &mut String, r: &Results) {
          (`orders_local::runtime_api`), interleaved across functions, after one untimed start \
          each (binaries in the page cache). *Total* is process spawn to the first invocation's \
          response: init plus the first invocation's real work. Wired as deployed: PostgreSQL \
-         over TLS (`DB_SSLMODE=verify-full`, password read from Secrets Manager at init), every \
-         AWS call over HTTPS (a TLS front for moto; `SSL_CERT_FILE` is the system's root bundle \
+         over TLS (`DB_SSLMODE=verify-full`) with an IAM token signed for each connection \
+         (`DB_AUTH=iam`, as `template.yaml` sets it; the local PostgreSQL trusts the user over TLS \
+         in place of RDS Proxy's check of the token), every AWS call over HTTPS (a TLS front for moto; `SSL_CERT_FILE` is the system's root bundle \
          plus the bench CA, so the SDK loads a full root store). First events: command places an \
          order (transaction, SNS publish, outbox update); query reads one order; updater \
          projects a full batch of 10 new orders (10 conditional PutItem, 20 PutObject); relay \
@@ -625,10 +626,9 @@ fn cold(out: &mut String, r: &Results) {
     );
     let _ = writeln!(
         out,
-        "The same cold starts without TLS (plain TCP to PostgreSQL with the password from \
-         Secrets Manager, plain HTTP to moto, as the local runner wires its functions): the \
-         difference is what the TLS handshakes, the root stores and the one-time crypto \
-         initialisation cost.\n\n| Function | Total, TLS (ms) | Total, plain (ms) | TLS share | Init, TLS (ms) | Init, plain (ms) | First invocation, TLS (ms) | First invocation, plain (ms) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "The same cold starts without TLS (plain TCP to PostgreSQL with a password and SCRAM, \
+         plain HTTP to moto, as the local runner wires its functions): the difference is what \
+         the TLS handshakes, the root stores and the one-time crypto initialisation cost.\n\n| Function | Total, TLS (ms) | Total, plain (ms) | TLS share | Init, TLS (ms) | Init, plain (ms) | First invocation, TLS (ms) | First invocation, plain (ms) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for p in &r.cold_plain {
         let Some(t) = cold_of(r, &p.name) else {
@@ -943,8 +943,8 @@ fn method(out: &mut String, _r: &Results) {
          - The hello-world baseline (`bench/hello`) links `lambda_runtime`, `tokio` and \
          `serde_json` only, built with the same profile, and answers from memory.\n\
          - Cold starts include the first invocation's real work and every TLS handshake it \
-         needs (Secrets Manager at init, PostgreSQL with SCRAM authentication, SNS/DynamoDB/S3), \
-         and the one-time crypto initialisation (aws-lc-rs) and root-store loading. They do not \
+         needs (PostgreSQL with a freshly signed IAM token, SNS/DynamoDB/S3), and the one-time \
+         crypto initialisation (aws-lc-rs) and root-store loading. They do not \
          include what Lambda adds outside the process (downloading the code, starting the \
          microVM, ENI attachment for VPC functions).\n\
          - Local services answer faster than AWS (loopback instead of a network, moto in \

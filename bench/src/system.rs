@@ -141,10 +141,19 @@ impl System {
     }
 
     /// The runner's own functions connect without TLS; this turns TLS on beside that (for the
-    /// cold-start functions, which connect with `verify-full`), as a reload, no restart.
+    /// cold-start functions, which connect with `verify-full` and `DB_AUTH=iam`), as a reload,
+    /// no restart. A local PostgreSQL cannot check IAM tokens as RDS Proxy does, so it trusts
+    /// the `orders` user over TLS from loopback; the functions still sign and send their token.
     async fn enable_postgres_tls(&self) -> Result<()> {
-        let data_owner = std::fs::metadata(self.pg_data_dir()?)
-            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))?;
+        let data_dir = self.pg_data_dir()?;
+        let data_owner =
+            std::fs::metadata(&data_dir).map(|m| std::os::unix::fs::MetadataExt::uid(&m))?;
+        let hba = data_dir.join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba)?;
+        let trust_tls = "hostssl orders orders 127.0.0.1/32 trust";
+        if !rules.contains(trust_tls) {
+            std::fs::write(&hba, format!("{trust_tls}\n{rules}"))?;
+        }
         // PostgreSQL refuses a key readable by others or owned by someone else.
         std::os::unix::fs::chown(&self.tls.server_key, Some(data_owner), None)?;
         std::fs::set_permissions(&self.tls.server_key, std::fs::Permissions::from_mode(0o600))?;

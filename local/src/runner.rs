@@ -207,6 +207,7 @@ const DB_VARS: &[&str] = &[
     "DB_PORT",
     "DB_NAME",
     "DB_USER",
+    "DB_AUTH",
     "DB_PASSWORD",
     "DB_SSLMODE",
     "DB_CA_FILE",
@@ -281,8 +282,9 @@ fn function_env(
         if let Some(ca) = db.config.ca_file.clone() {
             env.push(("DB_CA_FILE".into(), ca));
         }
-        // With moto, the secret there holds the credentials, as Secrets Manager does when
-        // deployed; otherwise the password is given directly.
+        // With moto, a secret the template points the function at holds the credentials, as
+        // Secrets Manager does when deployed; otherwise the password is given directly. That
+        // includes DB_AUTH=iam: a local PostgreSQL cannot check IAM tokens as RDS Proxy does.
         let secret = match aws {
             AwsTarget::Endpoint(_) => def
                 .env
@@ -548,7 +550,7 @@ async fn start(options: &Options, stack: &Stack) -> Result<Watch, String> {
             let config = DbConfig::from_env().map_err(|e| format!("DB_HOST is set: {e}"))?;
             let password = match &config.password {
                 DbPassword::Plain(p) => p.clone(),
-                DbPassword::Secret(_) => {
+                DbPassword::Secret(_) | DbPassword::Iam => {
                     return Err("with DB_HOST, give the password as DB_PASSWORD".into())
                 }
             };
@@ -629,11 +631,25 @@ async fn start(options: &Options, stack: &Stack) -> Result<Watch, String> {
     let provisioned = match aws_target {
         AwsTarget::Real => Provisioned::default(),
         AwsTarget::Endpoint(_) => {
-            // The secrets the functions read the database password from.
+            // The secrets that hold the database credentials: the proxy's, and any a function
+            // reads its password from. Locally they hold the local database's.
+            let proxy_secrets = template
+                .resources_of("AWS::RDS::DBProxy")
+                .into_iter()
+                .flat_map(|(_, proxy)| {
+                    proxy["Properties"]["Auth"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .filter_map(|auth| {
+                    crate::template::referenced_id(&auth["SecretArn"]).map(str::to_string)
+                });
             let database_secrets = defs
                 .iter()
                 .filter_map(|d| d.env.get("DB_SECRET_ARN"))
                 .filter_map(|v| crate::template::referenced_id(v).map(str::to_string))
+                .chain(proxy_secrets)
                 .collect();
             // Other generated secrets keep their values from one run to the next.
             let saved = options.state_dir.join("secrets.json");

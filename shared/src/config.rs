@@ -28,8 +28,8 @@ pub mod vars {
         "DB_PORT",
         "DB_NAME",
         "DB_USER",
+        "DB_AUTH",
         "DB_PASSWORD",
-        "DB_SECRET_ARN",
         "DB_SSLMODE",
         "DB_CA_FILE",
         "DB_POOL_SIZE",
@@ -62,8 +62,8 @@ pub mod vars {
         "DB_PORT",
         "DB_NAME",
         "DB_USER",
+        "DB_AUTH",
         "DB_PASSWORD",
-        "DB_SECRET_ARN",
         "DB_SSLMODE",
         "DB_CA_FILE",
         "DB_POOL_SIZE",
@@ -78,10 +78,10 @@ pub mod vars {
         "LOG_LEVEL",
     ];
     // The variables without a default: each function's must be set by template.yaml
-    // (DB_SECRET_ARN stands for "DB_SECRET_ARN or DB_PASSWORD"; the template uses the secret).
-    pub const COMMAND_REQUIRED: &[&str] = &["DB_HOST", "DB_SECRET_ARN", "ORDER_EVENTS_TOPIC_ARN"];
-    pub const RELAY_REQUIRED: &[&str] = &["DB_HOST", "DB_SECRET_ARN", "ORDER_EVENTS_TOPIC_ARN"];
-    pub const MIGRATE_REQUIRED: &[&str] = &["DB_HOST", "DB_SECRET_ARN"];
+    // (DB_AUTH stands for "DB_AUTH=iam, DB_SECRET_ARN or DB_PASSWORD"; the template uses IAM).
+    pub const COMMAND_REQUIRED: &[&str] = &["DB_HOST", "DB_AUTH", "ORDER_EVENTS_TOPIC_ARN"];
+    pub const RELAY_REQUIRED: &[&str] = &["DB_HOST", "DB_AUTH", "ORDER_EVENTS_TOPIC_ARN"];
+    pub const MIGRATE_REQUIRED: &[&str] = &["DB_HOST", "DB_AUTH"];
     pub const UPDATER_REQUIRED: &[&str] = &["ORDERS_TABLE", "RECEIPTS_BUCKET"];
     pub const QUERY_REQUIRED: &[&str] = &["ORDERS_TABLE", "RECEIPTS_BUCKET", "CURSOR_SIGNING_KEY"];
     pub const MIGRATE: &[&str] = &[
@@ -89,8 +89,8 @@ pub mod vars {
         "DB_PORT",
         "DB_NAME",
         "DB_USER",
+        "DB_AUTH",
         "DB_PASSWORD",
-        "DB_SECRET_ARN",
         "DB_SSLMODE",
         "DB_CA_FILE",
         "DB_POOL_SIZE",
@@ -150,7 +150,7 @@ impl std::str::FromStr for SslMode {
     }
 }
 
-/// Where the database password comes from.
+/// How the function authenticates to the database (`DB_AUTH`, then the password variables).
 #[derive(Clone)]
 pub enum DbPassword {
     /// Given directly (local development).
@@ -158,6 +158,9 @@ pub enum DbPassword {
     /// A Secrets Manager secret (ARN or name) whose JSON holds `password` (and may hold
     /// `username`, `host`, `port`, `dbname`, as RDS-managed secrets do).
     Secret(String),
+    /// `DB_AUTH=iam`: an IAM authentication token, signed for each new connection with the
+    /// function's own credentials (RDS Proxy or RDS with IAM authentication). Needs TLS.
+    Iam,
 }
 
 impl std::fmt::Debug for DbPassword {
@@ -165,7 +168,38 @@ impl std::fmt::Debug for DbPassword {
         match self {
             Self::Plain(_) => f.write_str("Plain(***)"),
             Self::Secret(arn) => f.debug_tuple("Secret").field(arn).finish(),
+            Self::Iam => f.write_str("Iam"),
         }
+    }
+}
+
+/// How to authenticate, from `DB_AUTH`, `DB_SECRET_ARN` and `DB_PASSWORD`.
+fn db_password(
+    auth: Option<String>,
+    secret_arn: Option<String>,
+    password: Option<String>,
+    sslmode: SslMode,
+) -> Result<DbPassword, ConfigError> {
+    let auth = auth.map(|v| v.trim().to_ascii_lowercase());
+    match auth.as_deref() {
+        Some("iam") if sslmode == SslMode::Disable => Err(ConfigError::Invalid {
+            name: "DB_SSLMODE",
+            value: "disable".into(),
+            reason: "DB_AUTH=iam sends a signed token as the password, which needs TLS".into(),
+        }),
+        Some("iam") => Ok(DbPassword::Iam),
+        None | Some("password") => match (secret_arn, password) {
+            (Some(arn), _) => Ok(DbPassword::Secret(arn)),
+            (None, Some(pw)) => Ok(DbPassword::Plain(pw)),
+            (None, None) => Err(ConfigError::Missing(
+                "DB_PASSWORD or DB_SECRET_ARN (or DB_AUTH=iam)",
+            )),
+        },
+        Some(other) => Err(ConfigError::Invalid {
+            name: "DB_AUTH",
+            value: other.to_string(),
+            reason: "expected iam or password".into(),
+        }),
     }
 }
 
@@ -188,18 +222,20 @@ pub struct DbConfig {
 
 impl DbConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let password = match (optional("DB_SECRET_ARN"), optional("DB_PASSWORD")) {
-            (Some(arn), _) => DbPassword::Secret(arn),
-            (None, Some(pw)) => DbPassword::Plain(pw),
-            (None, None) => return Err(ConfigError::Missing("DB_PASSWORD or DB_SECRET_ARN")),
-        };
+        let sslmode = parsed("DB_SSLMODE", SslMode::VerifyFull)?;
+        let password = db_password(
+            optional("DB_AUTH"),
+            optional("DB_SECRET_ARN"),
+            optional("DB_PASSWORD"),
+            sslmode,
+        )?;
         Ok(Self {
             host: required("DB_HOST")?,
             port: parsed("DB_PORT", 5432)?,
             dbname: optional("DB_NAME").unwrap_or_else(|| "orders".into()),
             user: optional("DB_USER").unwrap_or_else(|| "orders".into()),
             password,
-            sslmode: parsed("DB_SSLMODE", SslMode::VerifyFull)?,
+            sslmode,
             ca_file: optional("DB_CA_FILE"),
             pool_size: parsed("DB_POOL_SIZE", 2)?,
             connect_timeout: millis("DB_CONNECT_TIMEOUT_MS", 3000)?,
@@ -355,6 +391,25 @@ pub fn log_level() -> String {
 #[cfg(test)]
 mod tests {
     use super::vars::*;
+    use super::{db_password, DbPassword, SslMode};
+
+    #[test]
+    fn database_authentication_is_chosen_by_db_auth() {
+        let some = |v: &str| Some(v.to_string());
+        let iam = db_password(some(" IAM "), None, None, SslMode::VerifyFull);
+        assert!(matches!(iam, Ok(DbPassword::Iam)));
+        // A token is a password: never without TLS.
+        let clear = db_password(some("iam"), None, None, SslMode::Disable);
+        assert!(clear.unwrap_err().to_string().contains("DB_SSLMODE"));
+        let secret = db_password(some("password"), some("arn"), some("pw"), SslMode::Disable);
+        assert!(matches!(secret, Ok(DbPassword::Secret(arn)) if arn == "arn"));
+        let plain = db_password(None, None, some("pw"), SslMode::Disable);
+        assert!(matches!(plain, Ok(DbPassword::Plain(pw)) if pw == "pw"));
+        let missing = db_password(None, None, None, SslMode::VerifyFull);
+        assert!(missing.unwrap_err().to_string().contains("DB_PASSWORD"));
+        let unknown = db_password(some("kerberos"), None, some("pw"), SslMode::VerifyFull);
+        assert!(unknown.unwrap_err().to_string().contains("DB_AUTH"));
+    }
 
     #[test]
     fn required_variables_are_listed_variables() {

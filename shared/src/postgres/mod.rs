@@ -1,5 +1,6 @@
 //! The write model in PostgreSQL: connection pool, schema migrations and the order store.
 
+mod iam;
 mod migrations;
 mod orders;
 
@@ -101,32 +102,38 @@ pub async fn bounded<T>(
 }
 
 /// Builds the connection pool. No connection is opened here: the first request opens one, so
-/// a function starts even while the database is down and answers 503 until it is back.
+/// a function starts even while the database is down and answers 503 until it is back. With
+/// `DB_AUTH=iam` nothing is fetched either: each connection signs its own token.
 pub async fn connect(config: &DbConfig, aws: &aws_config::SdkConfig) -> Result<Pool, DbError> {
-    let (user, password) = credentials(config, aws).await?;
     let mut pg = tokio_postgres::Config::new();
     pg.host(&config.host)
         .port(config.port)
         .dbname(&config.dbname)
-        .user(&user)
-        .password(password)
         .connect_timeout(config.connect_timeout)
         .application_name("orders-cqrs");
     let manager_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
-    let manager = match config.sslmode {
-        SslMode::Disable => {
-            pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
-            Manager::from_config(pg, tokio_postgres::NoTls, manager_config)
-        }
-        SslMode::VerifyFull => {
-            pg.ssl_mode(tokio_postgres::config::SslMode::Require);
-            Manager::from_config(
-                pg,
-                tls_connector(config.ca_file.as_deref())?,
-                manager_config,
-            )
+    let manager = if let DbPassword::Iam = config.password {
+        let signer = iam::TokenSigner::new(aws, &config.host, config.port, &config.user)
+            .map_err(|e| DbError::Config(e.to_string()))?;
+        pg.user(&config.user)
+            .ssl_mode(tokio_postgres::config::SslMode::Require);
+        let tls = tls_connector(config.ca_file.as_deref())?;
+        Manager::from_connect(pg, iam::IamConnect { signer, tls }, manager_config)
+    } else {
+        let (user, password) = credentials(config, aws).await?;
+        pg.user(&user).password(password);
+        match config.sslmode {
+            SslMode::Disable => {
+                pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                Manager::from_config(pg, tokio_postgres::NoTls, manager_config)
+            }
+            SslMode::VerifyFull => {
+                pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let tls = tls_connector(config.ca_file.as_deref())?;
+                Manager::from_config(pg, tls, manager_config)
+            }
         }
     };
     Pool::builder(manager)
@@ -171,6 +178,9 @@ async fn credentials(
 ) -> Result<(String, String), DbError> {
     match &config.password {
         DbPassword::Plain(password) => Ok((config.user.clone(), password.clone())),
+        DbPassword::Iam => Err(DbError::Config(
+            "DB_AUTH=iam has no password to read".into(),
+        )),
         #[cfg(feature = "secrets")]
         DbPassword::Secret(secret_id) => secret_credentials(aws, secret_id, &config.user).await,
         #[cfg(not(feature = "secrets"))]
