@@ -140,16 +140,22 @@ pub fn function_env(system: &System, vars: &[&str], wiring: Wiring) -> Vec<(Stri
         }
     }
     let uses_db = vars.contains(&"DB_HOST");
+    // The root store as on Lambda (see `TlsFiles::bundle_dir`), whatever this machine's
+    // environment says; plain-HTTP functions build their HTTPS client at init all the same.
+    env.push((
+        "SSL_CERT_FILE".into(),
+        system.tls.bundle.display().to_string(),
+    ));
+    env.push((
+        "SSL_CERT_DIR".into(),
+        system.tls.bundle_dir.display().to_string(),
+    ));
     match wiring {
         Wiring::Local => {
             env.push(("AWS_ENDPOINT_URL".into(), system.moto_endpoint()));
         }
         Wiring::Deployed => {
             env.push(("AWS_ENDPOINT_URL".into(), system.tls_proxy.endpoint()));
-            env.push((
-                "SSL_CERT_FILE".into(),
-                system.tls.bundle.display().to_string(),
-            ));
             if uses_db {
                 env.retain(|(k, _)| {
                     !matches!(

@@ -579,7 +579,8 @@ fn cold(out: &mut String, r: &Results) {
          over TLS (`DB_SSLMODE=verify-full`) with an IAM token signed for each connection \
          (`DB_AUTH=iam`, as `template.yaml` sets it; the local PostgreSQL trusts the user over TLS \
          in place of RDS Proxy's check of the token), every AWS call over HTTPS (a TLS front for moto; `SSL_CERT_FILE` is the system's root bundle \
-         plus the bench CA, so the SDK loads a full root store). First events: command places an \
+         plus the bench CA, so the SDK loads a full root store, and `SSL_CERT_DIR` a directory \
+         linking to that bundle, as on Lambda's provided.al2023). First events: command places an \
          order (transaction, SNS publish, outbox update); query reads one order; updater \
          projects a full batch of 10 new orders (10 conditional PutItem, 20 PutObject); relay \
          runs on its schedule (nothing due); migrate answers a CloudFormation Update (schema \

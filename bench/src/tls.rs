@@ -15,6 +15,11 @@ pub struct TlsFiles {
     /// The system's trusted roots plus the CA: `SSL_CERT_FILE` for the AWS SDK, so that it
     /// loads a full root store, as on Lambda.
     pub bundle: PathBuf,
+    /// A certificate directory holding a link to that bundle alone: `SSL_CERT_DIR`. Lambda's
+    /// provided.al2023 keeps its roots in one bundle, which its certificate directory links to
+    /// (read once); Debian's directory has a file per root, each of which the SDK would parse
+    /// again after the bundle.
+    pub bundle_dir: PathBuf,
     /// Server certificate for `127.0.0.1` and `localhost`, signed by the CA (RSA 2048).
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
@@ -120,9 +125,15 @@ pub async fn generate(dir: &Path) -> Result<TlsFiles> {
         .find_map(|p| std::fs::read_to_string(p).ok())
         .unwrap_or_default();
     std::fs::write(dir.join("bundle.pem"), format!("{system}\n{ca}"))?;
+    std::fs::create_dir_all(dir.join("certs"))?;
+    let link = dir.join("certs/ca-bundle.crt");
+    if !link.exists() {
+        std::os::unix::fs::symlink("../bundle.pem", link)?;
+    }
     Ok(TlsFiles {
         ca_cert: dir.join("ca.pem"),
         bundle: dir.join("bundle.pem"),
+        bundle_dir: dir.join("certs"),
         server_cert: dir.join("server.crt"),
         server_key: dir.join("server.key"),
     })
