@@ -324,8 +324,8 @@ fn findings(out: &mut String, r: &Results) {
              configuration, `aws_config`, building the clients and the SDK's root store; no \
              I/O) takes {} ms, {} of hello-world's {} ms. Spawn to first response is {} of \
              hello-world's {} ms, because the first event does real work over fresh \
-             connections: the query's warm `GetItem` alone takes {} ms, more than hello-world's \
-             whole cold start, so no function that does I/O on its first event can meet that \
+             connections: a warm query invocation (one `GetItem`) alone takes {} ms, more than \
+             hello-world's whole cold start, so no function that does I/O on its first event can meet that \
              bar. The fair measure there is the *cold penalty* (total minus the same work \
              warm): {} ms against hello-world's {} ms, that is the TLS handshakes and the \
              connections' first use.",
