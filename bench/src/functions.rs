@@ -23,6 +23,32 @@ pub enum Wiring {
     Local,
 }
 
+/// The query function again, trusting one root certificate instead of the system bundle: what
+/// the root store costs at init (compiled-in roots of a few CAs would cost about as little).
+pub const QUERY_ONE_ROOT: &str = "query, one root";
+
+/// `case` (deployed wiring) with the bench CA alone as its root store.
+pub fn with_one_root(case: &Case, system: &System) -> Result<Case> {
+    let no_certs = system.tls.bundle_dir.with_file_name("no-certs");
+    std::fs::create_dir_all(&no_certs)?;
+    let mut env: Vec<(String, String)> = case
+        .env
+        .iter()
+        .filter(|(k, _)| k != "SSL_CERT_FILE" && k != "SSL_CERT_DIR")
+        .cloned()
+        .collect();
+    env.push((
+        "SSL_CERT_FILE".into(),
+        system.tls.ca_cert.display().to_string(),
+    ));
+    env.push(("SSL_CERT_DIR".into(), no_certs.display().to_string()));
+    Ok(Case {
+        name: QUERY_ONE_ROOT.into(),
+        env,
+        ..case.clone()
+    })
+}
+
 /// Builds an event for invocation number `n`.
 pub type PayloadFn = Arc<dyn Fn(u64) -> Result<Value> + Send + Sync>;
 /// Checks that a response is a success.

@@ -184,6 +184,9 @@ async fn measure(system: &System, settings: &Settings) -> Result<Measured> {
     )?;
     let mut cases = vec![suite.hello.clone()];
     cases.extend(suite.functions.iter().cloned());
+    if let Some(query) = suite.functions.iter().find(|c| c.name == "query") {
+        cases.push(functions::with_one_root(query, system)?);
+    }
     let cold = cold_start::measure(
         &cases,
         &system.region(),

@@ -2,6 +2,7 @@
 //! the same run, the targets (reported, never asserted), and cost and scale on paper.
 
 use crate::cold_start::ColdStart;
+use crate::functions::QUERY_ONE_ROOT;
 use crate::lag::{Lag, Load};
 use crate::latency::Comparison;
 use crate::size::BinarySize;
@@ -180,6 +181,11 @@ fn met(ok: bool) -> &'static str {
     }
 }
 
+/// A function of the system (not the hello-world baseline, not a variant of a function).
+fn is_function(c: &ColdStart) -> bool {
+    c.name != "hello" && c.name != QUERY_ONE_ROOT
+}
+
 fn cold_of<'a>(r: &'a Results, name: &str) -> Option<&'a ColdStart> {
     r.cold.iter().find(|c| c.name == name)
 }
@@ -226,7 +232,7 @@ fn targets(out: &mut String, r: &Results) {
     let _ = writeln!(out, "| Target | Measured | |\n| --- | --- | --- |");
     let hello = cold_of(r, "hello");
     if let Some(hello) = hello {
-        for c in r.cold.iter().filter(|c| c.name != "hello") {
+        for c in r.cold.iter().filter(|c| is_function(c)) {
             let total = ratio(c.total.median, hello.total.median);
             let init = ratio(c.init.median, hello.init.median);
             let _ = writeln!(
@@ -239,7 +245,11 @@ fn targets(out: &mut String, r: &Results) {
             );
         }
     }
-    for c in &r.cold {
+    for c in r
+        .cold
+        .iter()
+        .filter(|c| c.name == "hello" || is_function(c))
+    {
         let peak = c
             .rss_after
             .map(|k| k as f64)
@@ -296,7 +306,7 @@ fn findings(out: &mut String, r: &Results) {
     let _ = writeln!(out, "## Findings\n");
     let hello = cold_of(r, "hello");
     if let (Some(hello), Some(query)) = (hello, cold_of(r, "query")) {
-        let functions: Vec<&ColdStart> = r.cold.iter().filter(|c| c.name != "hello").collect();
+        let functions: Vec<&ColdStart> = r.cold.iter().filter(|c| is_function(c)).collect();
         let span = |values: Vec<f64>, show: fn(f64) -> String| {
             let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -312,9 +322,8 @@ fn findings(out: &mut String, r: &Results) {
             .iter()
             .map(|c| ratio(c.total.median, hello.total.median))
             .collect();
-        let penalty = |c: &ColdStart| {
-            c.total.median - c.warm.as_ref().map(|w| w.median).unwrap_or(f64::NAN)
-        };
+        let penalty =
+            |c: &ColdStart| c.total.median - c.warm.as_ref().map(|w| w.median).unwrap_or(f64::NAN);
         let init_of = |name: &str| cold_of(r, name).map(|c| c.init.median).unwrap_or(f64::NAN);
         let warm_query = query.warm.as_ref().map(|w| w.median).unwrap_or(f64::NAN);
         let _ = writeln!(
@@ -359,24 +368,34 @@ fn findings(out: &mut String, r: &Results) {
             f1(init_of("command")),
             f1(init_of("relay")),
         );
+        let left = if init_met {
+            "  What is left is the first TLS handshakes and connection set-ups, which the first \
+             request needs anyway."
+                .to_string()
+        } else {
+            format!(
+                "  What is left is ours only in part. Init still does work hello-world does not: \
+                 the SDK configuration and clients, and the SDK's root store (the system bundle \
+                 of about 140 roots, parsed when the HTTPS client is built). The root store is \
+                 the largest of those: with one root certificate instead of the bundle (row \
+                 *{}*), the query's init is {} ms, {} of hello-world. Trusting only the few \
+                 Amazon Trust Services roots that AWS endpoints chain to, compiled into the \
+                 binary, would come close to that, at the price of trusting the roots of the \
+                 build rather than those of the Lambda image, which AWS keeps current, and of \
+                 breaking endpoints behind other CAs (TLS-inspecting proxies, emulators); not \
+                 done. The cold penalty is the first TLS handshakes and connection set-ups, \
+                 which the first request needs anyway.",
+                QUERY_ONE_ROOT,
+                f1(init_of(QUERY_ONE_ROOT)),
+                x(ratio(init_of(QUERY_ONE_ROOT), hello.init.median)),
+            )
+        };
         let _ = writeln!(
             out,
-            "  What is left is ours only in part: {}. Compiling the roots into the binary \
-             (webpki-roots) would take the root store's loading out of init, at the price of \
-             trusting the roots of the build rather than those of the Lambda image, which AWS \
-             keeps current; not done. Lambda SnapStart, which would snapshot an initialised \
-             process, does not support the OS-only runtimes Rust functions use. A 128 MB \
-             function gets about a fourteenth of a vCPU, so CPU-bound start-up work weighs \
-             more there than on this machine.\n",
-            if init_met {
-                "init is within the target, and the rest of the cold penalty is the first \
-                 TLS handshakes and connection set-ups, which the first request needs anyway"
-            } else {
-                "init still does work hello-world does not (the SDK configuration and \
-                 clients, and the SDK's root store: the system bundle of about 140 roots is \
-                 parsed when the HTTPS client is built), and the cold penalty is the first TLS \
-                 handshakes and connection set-ups, which the first request needs anyway"
-            },
+            "{left} Lambda SnapStart, which would snapshot an initialised process, does not \
+             support the OS-only runtimes Rust functions use. A 128 MB function gets about a \
+             fourteenth of a vCPU, so CPU-bound start-up work weighs more there than on this \
+             machine.\n"
         );
     }
 

@@ -259,8 +259,14 @@ mod tests {
             ..scope.clone()
         };
         let other = auth_token(&other_user, credentials(), at(1_795_348_800)).unwrap();
-        assert_ne!(params(&base).1["X-Amz-Signature"], params(&later).1["X-Amz-Signature"]);
-        assert_ne!(params(&base).1["X-Amz-Signature"], params(&other).1["X-Amz-Signature"]);
+        assert_ne!(
+            params(&base).1["X-Amz-Signature"],
+            params(&later).1["X-Amz-Signature"]
+        );
+        assert_ne!(
+            params(&base).1["X-Amz-Signature"],
+            params(&other).1["X-Amz-Signature"]
+        );
         assert_eq!(params(&other).1["DBUser"], "other%20user");
         assert!(base.starts_with("db.example:5432/?Action=connect&DBUser=orders&"));
     }
