@@ -310,7 +310,7 @@ fn findings(out: &mut String, r: &Results) {
         let span = |values: Vec<f64>, show: fn(f64) -> String| {
             let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            format!("{}-{}", show(lo), show(hi))
+            format!("{} to {}", show(lo), show(hi))
         };
         let inits = || functions.iter().map(|c| c.init.median).collect::<Vec<_>>();
         let init_ratios: Vec<f64> = inits()
@@ -647,7 +647,9 @@ fn cold(out: &mut String, r: &Results) {
     let _ = writeln!(
         out,
         "\n*Cold penalty* = median total minus median warm invocation of the same event: what \
-         being cold costs beyond the work itself.\n"
+         being cold costs beyond the work itself. Where the work varies more than the penalty \
+         (the updater's batch of 30 writes to moto, whose warm runs come later, against fuller \
+         tables), it can come out negative.\n"
     );
     let _ = writeln!(
         out,
