@@ -16,8 +16,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wiring {
     /// As deployed: PostgreSQL over TLS (`verify-full` against a CA file) with an IAM token
-    /// signed per connection (`DB_AUTH=iam`), and AWS over HTTPS (a TLS front for moto, trusted
-    /// through `SSL_CERT_FILE` = the system roots plus the bench CA).
+    /// signed per connection (`DB_AUTH=iam`), and AWS over HTTPS (a TLS front for moto, whose CA
+    /// is in the root bundle every wiring gets, see `function_env`).
     Deployed,
     /// As the local runner wires its functions: plain TCP to PostgreSQL and plain HTTP to moto.
     Local,

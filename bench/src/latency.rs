@@ -143,7 +143,9 @@ pub async fn get_order(
     comparison(alternate(count, 5, 20, ops).await?)
 }
 
-/// The raw write path: what the command does for one order, without the handler.
+/// The raw write path: what the command does for one order, without the handler. The
+/// statements are written out here rather than taken from `OrderStore`, so that the baseline
+/// shares no code with what it measures.
 pub struct RawCommand {
     pub pg: tokio::sync::Mutex<tokio_postgres::Client>,
     pub sns: aws_sdk_sns::Client,
