@@ -29,6 +29,17 @@ def planted(*edits):
         return findings_for(path)
 
 
+def ingress_on_port(description, group, port):
+    """An edit moving a database-port ingress rule (a SecurityGroupIngress resource) to `port`."""
+    rule = f"""      Description: {description}
+      GroupId: !GetAtt {group}.GroupId
+      IpProtocol: tcp
+"""
+    database_port = "      FromPort: !FindInMap [Database, Settings, Port]\n" \
+        "      ToPort: !FindInMap [Database, Settings, Port]\n"
+    return (rule + database_port, rule + f"      FromPort: {port}\n      ToPort: {port}\n")
+
+
 class PlantedDefects(unittest.TestCase):
     def assertFinding(self, findings, *parts):
         hits = [f for f in findings if all(p in f for p in parts)]
@@ -112,35 +123,13 @@ class PlantedDefects(unittest.TestCase):
         self.assertFinding(findings, "RelayFunction:", "sns:Publish", "SnsEndpoint's policy does not allow")
 
     def test_proxy_security_group_blocks_5432_from_the_functions(self):
-        findings = planted((
-            """      Description: from the functions in the VPC
-      GroupId: !GetAtt ProxySecurityGroup.GroupId
-      IpProtocol: tcp
-      FromPort: !FindInMap [Database, Settings, Port]
-      ToPort: !FindInMap [Database, Settings, Port]""",
-            """      Description: from the functions in the VPC
-      GroupId: !GetAtt ProxySecurityGroup.GroupId
-      IpProtocol: tcp
-      FromPort: 5433
-      ToPort: 5433""",
-        ))
+        findings = planted(ingress_on_port("from the functions in the VPC", "ProxySecurityGroup", 5433))
         for function in ("CommandFunction:", "RelayFunction:", "MigrateFunction:"):
             self.assertFinding(findings, function, "RDS Proxy DbProxy on 5432",
                                "ProxySecurityGroup admits no tcp 5432 from FunctionSecurityGroup")
 
     def test_proxy_cannot_reach_the_database(self):
-        findings = planted((
-            """      Description: from the RDS Proxy
-      GroupId: !GetAtt DatabaseSecurityGroup.GroupId
-      IpProtocol: tcp
-      FromPort: !FindInMap [Database, Settings, Port]
-      ToPort: !FindInMap [Database, Settings, Port]""",
-            """      Description: from the RDS Proxy
-      GroupId: !GetAtt DatabaseSecurityGroup.GroupId
-      IpProtocol: tcp
-      FromPort: 3306
-      ToPort: 3306""",
-        ))
+        findings = planted(ingress_on_port("from the RDS Proxy", "DatabaseSecurityGroup", 3306))
         self.assertFinding(findings, "DbProxy:", "Database on 5432",
                            "DatabaseSecurityGroup admits no tcp 5432 from ProxySecurityGroup")
 
