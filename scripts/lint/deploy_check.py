@@ -191,12 +191,13 @@ class Check:
         out = []
         for rule in raw:
             peer = rule.get("SourceSecurityGroupId") or rule.get("DestinationSecurityGroupId")
+            prefix_list = rule.get("DestinationPrefixListId") or rule.get("SourcePrefixListId")
             out.append(
                 (
                     str(rule.get("IpProtocol")),
                     int(rule.get("FromPort", 0)),
                     int(rule.get("ToPort", 65535)),
-                    self.logical(peer) if peer else None,
+                    self.logical(peer) if peer else ("prefix-list" if prefix_list else None),
                     rule.get("CidrIp"),
                 )
             )
@@ -259,13 +260,18 @@ class Check:
             if kind == "Gateway":
                 tables = [self.logical(t) for t in props.get("RouteTableIds", [])]
                 if table in tables:
-                    if any(self.admits(g, "out", 443, [], []) or self.egress_open(g, 443) for g in groups):
+                    # A gateway endpoint is reached through the service's prefix list.
+                    if any(self.admits(g, "out", 443, ["prefix-list"], []) or self.egress_open(g, 443)
+                           for g in groups):
                         return None
                     problems.append(f"{', '.join(groups)} allows no egress on 443 to {eid}")
                 else:
                     problems.append(f"{eid} is not on {subnet}'s route table {table}")
                 continue
             subnets = [self.logical(s) for s in props.get("SubnetIds", [])]
+            if self.logical(props.get("VpcId")) != self.logical(self.props(subnet).get("VpcId")):
+                problems.append(f"{eid} is in another VPC than {subnet}")
+                continue
             if not props.get("PrivateDnsEnabled"):
                 problems.append(f"{eid} has no private DNS, so the SDK's default endpoint does not resolve to it")
                 continue
@@ -338,6 +344,10 @@ class Check:
                 return
             port = int(env.get("DB_PORT") or 5432)
             proxy_props = self.props(proxy)
+            # RDS Proxy listens on the engine's default port.
+            listens = {"POSTGRESQL": 5432, "MYSQL": 3306, "SQLSERVER": 1433}.get(proxy_props.get("EngineFamily"))
+            if listens and port != listens:
+                self.finding(f"{fid}: connects to the RDS Proxy {proxy} on DB_PORT={port}, but it listens on {listens}")
             proxy_groups = [self.logical(g) for g in proxy_props.get("VpcSecurityGroupIds", [])]
             proxy_subnets = [self.logical(s) for s in proxy_props.get("VpcSubnetIds", [])]
             blocked = self.path(groups, subnets, proxy_groups, proxy_subnets, port)

@@ -154,6 +154,29 @@ class PlantedDefects(unittest.TestCase):
         self.assertFinding(findings, "MigrateFunction:", "s3:PutObject", "CloudFormation response",
                            "no route to s3", "not on PrivateSubnetA's route table")
 
+    def test_function_security_group_without_https_egress(self):
+        findings = planted((
+            """        - Description: HTTPS to AWS APIs through the VPC endpoints
+          IpProtocol: tcp
+          FromPort: 443
+          ToPort: 443
+          CidrIp: 0.0.0.0/0""",
+            """        - Description: HTTPS to AWS APIs through the VPC endpoints
+          IpProtocol: tcp
+          FromPort: 443
+          ToPort: 443
+          CidrIp: 10.99.0.0/16""",
+        ))
+        self.assertFinding(findings, "RelayFunction:", "sns:Publish", "no route to sns",
+                           "no egress rule of FunctionSecurityGroup allows tcp 443")
+        self.assertFinding(findings, "MigrateFunction:", "s3:PutObject", "no route to s3",
+                           "FunctionSecurityGroup allows no egress on 443")
+
+    def test_database_port_the_proxy_does_not_listen_on(self):
+        findings = planted(("      Port: 5432\n", "      Port: 6432\n"))
+        for function in ("CommandFunction:", "RelayFunction:", "MigrateFunction:"):
+            self.assertFinding(findings, function, "DB_PORT=6432", "listens on 5432")
+
     def test_unused_action(self):
         findings = planted((
             """            - Effect: Allow
