@@ -105,11 +105,26 @@ def _hkdf16(ikm, salt):
     return hmac.new(prk, b"Caldera Derived Key\x01", hashlib.sha256).digest()[:16]
 
 
+def srp_x(salt_hex, pool_name, user_id, password):
+    """The private value derived from the password (SRP-6a x, as Cognito salts it)."""
+    inner = hashlib.sha256(f"{pool_name}{user_id}:{password}".encode()).hexdigest()
+    return int(_hash_hex(_pad_hex(salt_hex) + inner), 16)
+
+
+def srp_session_key(a, big_b, salt_hex, pool_name, user_id, password):
+    """The 16-byte key both sides derive: S = (B - k g^x)^(a + u x), then HKDF."""
+    big_a = pow(SRP_G, a, SRP_N)
+    k = int(_hash_hex(_pad_hex(SRP_N) + _pad_hex(SRP_G)), 16)
+    u = int(_hash_hex(_pad_hex(big_a) + _pad_hex(big_b)), 16)
+    x = srp_x(salt_hex, pool_name, user_id, password)
+    s = pow((big_b - k * pow(SRP_G, x, SRP_N)) % SRP_N, a + u * x, SRP_N)
+    return _hkdf16(bytes.fromhex(_pad_hex(s)), bytes.fromhex(_pad_hex(u)))
+
+
 def cognito_customer_token(idp, pool_id, client_id, username, password):
     """An access token for a user of a client that allows USER_SRP_AUTH (SRP, RFC 5054 style)."""
     a = secrets.randbits(256) % SRP_N
     big_a = pow(SRP_G, a, SRP_N)
-    k = int(_hash_hex(_pad_hex(SRP_N) + _pad_hex(SRP_G)), 16)
     challenge = idp.initiate_auth(
         AuthFlow="USER_SRP_AUTH",
         ClientId=client_id,
@@ -118,15 +133,9 @@ def cognito_customer_token(idp, pool_id, client_id, username, password):
     if challenge.get("ChallengeName") != "PASSWORD_VERIFIER":
         raise StepFailed(f"unexpected challenge {challenge.get('ChallengeName')}")
     params = challenge["ChallengeParameters"]
-    big_b = int(params["SRP_B"], 16)
-    salt = params["SALT"]
     user_id = params["USER_ID_FOR_SRP"]
-    u = int(_hash_hex(_pad_hex(big_a) + _pad_hex(big_b)), 16)
     pool_name = pool_id.split("_", 1)[1]
-    inner = hashlib.sha256(f"{pool_name}{user_id}:{password}".encode()).hexdigest()
-    x = int(_hash_hex(_pad_hex(salt) + inner), 16)
-    s = pow((big_b - k * pow(SRP_G, x, SRP_N)) % SRP_N, a + u * x, SRP_N)
-    key = _hkdf16(bytes.fromhex(_pad_hex(s)), bytes.fromhex(_pad_hex(format(u, "x"))))
+    key = srp_session_key(a, int(params["SRP_B"], 16), params["SALT"], pool_name, user_id, password)
     now = datetime.datetime.now(datetime.timezone.utc)
     timestamp = f"{now:%a %b} {now.day} {now:%H:%M:%S} UTC {now:%Y}"
     message = pool_name.encode() + user_id.encode() + base64.b64decode(params["SECRET_BLOCK"]) + timestamp.encode()
@@ -134,6 +143,7 @@ def cognito_customer_token(idp, pool_id, client_id, username, password):
     answer = idp.respond_to_auth_challenge(
         ClientId=client_id,
         ChallengeName="PASSWORD_VERIFIER",
+        **({"Session": challenge["Session"]} if challenge.get("Session") else {}),
         ChallengeResponses={
             "USERNAME": user_id,
             "PASSWORD_CLAIM_SECRET_BLOCK": params["SECRET_BLOCK"],
