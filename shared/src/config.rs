@@ -57,9 +57,10 @@ pub mod vars {
     pub const STAGE: &str = "STAGE";
     pub const METRICS_NAMESPACE: &str = "METRICS_NAMESPACE";
 
-    /// The PostgreSQL connection ([`super::DbConfig`]). The password comes from `DB_AUTH=iam`,
-    /// `DB_SECRET_ARN` or `DB_PASSWORD` (local development only; never set by the template).
-    pub const DB: Group = &[
+    /// Where and as whom to connect to PostgreSQL ([`super::DbConfig`]): what a local runner
+    /// replaces with its own database. The password comes from `DB_AUTH=iam`, `DB_SECRET_ARN`
+    /// or `DB_PASSWORD` (local development only; never set by the template).
+    pub const DB_CONNECTION: Group = &[
         DB_HOST,
         DB_PORT,
         DB_NAME,
@@ -69,10 +70,9 @@ pub mod vars {
         DB_PASSWORD,
         DB_SSLMODE,
         DB_CA_FILE,
-        DB_POOL_SIZE,
-        DB_CONNECT_TIMEOUT_MS,
-        DB_STATEMENT_TIMEOUT_MS,
     ];
+    /// The connection pool's size and time limits.
+    pub const DB_POOL: Group = &[DB_POOL_SIZE, DB_CONNECT_TIMEOUT_MS, DB_STATEMENT_TIMEOUT_MS];
     /// Publishing order events to SNS.
     pub const PUBLISH: Group = &[ORDER_EVENTS_TOPIC_ARN, PUBLISH_TIMEOUT_MS];
     /// How callers are read from the JWT claims ([`super::access_policy`]).
@@ -99,7 +99,14 @@ pub mod vars {
     }
 
     pub const COMMAND: FunctionVars = FunctionVars {
-        groups: &[DB, PUBLISH, AUTH, &[IDEMPOTENCY_TTL_SECONDS], COMMON],
+        groups: &[
+            DB_CONNECTION,
+            DB_POOL,
+            PUBLISH,
+            AUTH,
+            &[IDEMPOTENCY_TTL_SECONDS],
+            COMMON,
+        ],
         required: &[DB_HOST, DB_AUTH, ORDER_EVENTS_TOPIC_ARN],
     };
     pub const QUERY: FunctionVars = FunctionVars {
@@ -117,7 +124,8 @@ pub mod vars {
     };
     pub const RELAY: FunctionVars = FunctionVars {
         groups: &[
-            DB,
+            DB_CONNECTION,
+            DB_POOL,
             PUBLISH,
             &[
                 RELAY_GRACE_SECONDS,
@@ -130,7 +138,7 @@ pub mod vars {
         required: &[DB_HOST, DB_AUTH, ORDER_EVENTS_TOPIC_ARN],
     };
     pub const MIGRATE: FunctionVars = FunctionVars {
-        groups: &[DB, COMMON],
+        groups: &[DB_CONNECTION, DB_POOL, COMMON],
         required: &[DB_HOST, DB_AUTH],
     };
 }

@@ -216,7 +216,8 @@ pub fn manifest() -> serde_json::Value {
     serde_json::json!({
         "generatedBy": "cargo test -p orders-shared --lib deployment (UPDATE_MANIFEST=1 rewrites it)",
         "groups": {
-            "DB": vars::DB,
+            "DB_CONNECTION": vars::DB_CONNECTION,
+            "DB_POOL": vars::DB_POOL,
             "PUBLISH": vars::PUBLISH,
             "AUTH": vars::AUTH,
             "READ_MODEL": vars::READ_MODEL,
