@@ -265,6 +265,9 @@ class Check:
                            for g in groups):
                         return None
                     problems.append(f"{', '.join(groups)} allows no egress on 443 to {eid}")
+                elif table is None:
+                    problems.append(f"{subnet} has no route table association in this template "
+                                    f"(it uses the VPC's main route table), so {eid} is not on it")
                 else:
                     problems.append(f"{eid} is not on {subnet}'s route table {table}")
                 continue
@@ -382,7 +385,7 @@ class Check:
                         db_subnets = [self.logical(s) for s in self.props(gid).get("SubnetIds", [])]
                 blocked = self.path(proxy_groups, proxy_subnets, db_groups, db_subnets, port)
                 if blocked:
-                    self.finding(f"{proxy}: reaches the database {db} on {port} only if allowed, but {blocked}")
+                    self.finding(f"{proxy}: cannot reach the database {db} on {port}: {blocked}")
 
     # -- all --------------------------------------------------------------------------------
     def run(self):
