@@ -28,6 +28,7 @@ class Check:
         self.r = Resolver(expanded, parameters)
         self.manifest = manifest
         self.findings = []
+        self.checked_proxies = set()
 
     def finding(self, text):
         self.findings.append(text)
@@ -359,11 +360,9 @@ class Check:
             self.check_proxy_target(proxy, proxy_groups, proxy_subnets)
 
     def check_proxy_target(self, proxy, proxy_groups, proxy_subnets):
-        checked = getattr(self, "_proxies", set())
-        if proxy in checked:
+        if proxy in self.checked_proxies:
             return
-        checked.add(proxy)
-        self._proxies = checked
+        self.checked_proxies.add(proxy)
         targets = [
             lid for lid in self.resources_of("AWS::RDS::DBProxyTargetGroup")
             if self.props(lid).get("DBProxyName") == self.r.ref(proxy)
