@@ -129,7 +129,9 @@ fn reached_operations(binary: &str) -> BTreeSet<String> {
     let texts = function_sources(binary);
     let mut receivers: BTreeMap<String, String> = BTreeMap::new();
     for ty in &types {
-        let declared = Regex::new(&format!(r"(\w+)\s*:\s*&?(?:\w+::)*{ty}\b")).unwrap();
+        // `name: Type`, `name: &Type`, `name: Arc<Type>`, `name: orders::x::Type`, ...
+        let declared =
+            Regex::new(&format!(r"(\w+)\s*:\s*&?(?:[\w:]+<)*&?(?:\w+::)*{ty}\b")).unwrap();
         for text in &texts {
             for capture in declared.captures_iter(text) {
                 receivers.insert(capture[1].to_string(), ty.to_string());
