@@ -245,7 +245,7 @@ pub fn suite(
         Case {
             name: "command".into(),
             program: bin("command"),
-            env: function_env(system, vars::COMMAND, wiring),
+            env: function_env(system, &vars::COMMAND.names(), wiring),
             payload: Arc::new(move |_| {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 samples.post_order(&events::order_body(n))
@@ -258,7 +258,7 @@ pub fn suite(
         Case {
             name: "query".into(),
             program: bin("query"),
-            env: function_env(system, vars::QUERY, wiring),
+            env: function_env(system, &vars::QUERY.names(), wiring),
             payload: Arc::new(move |_| Ok(event.clone())),
             check: check_200,
         }
@@ -270,7 +270,7 @@ pub fn suite(
         Case {
             name: "updater".into(),
             program: bin("updater"),
-            env: function_env(system, vars::UPDATER, wiring),
+            env: function_env(system, &vars::UPDATER.names(), wiring),
             payload: Arc::new(move |_| {
                 let batch = (0..10)
                     .map(|_| events::order_created(counter.fetch_add(1, Ordering::Relaxed)))
@@ -285,7 +285,7 @@ pub fn suite(
         Case {
             name: "relay".into(),
             program: bin("relay"),
-            env: function_env(system, vars::RELAY, wiring),
+            env: function_env(system, &vars::RELAY.names(), wiring),
             payload: Arc::new(move |_| Ok(event.clone())),
             check: check_any,
         }
@@ -295,7 +295,7 @@ pub fn suite(
         Case {
             name: "migrate".into(),
             program: bin("migrate"),
-            env: function_env(system, vars::MIGRATE, wiring),
+            env: function_env(system, &vars::MIGRATE.names(), wiring),
             payload: Arc::new(move |_| Ok(event.clone())),
             check: check_migrate,
         }

@@ -20,84 +20,127 @@ pub enum ConfigError {
     },
 }
 
-/// The environment variables each function reads, so that tests can hold `template.yaml`
-/// and the code together.
+/// Every environment variable a function reads, each named once here; the per-function lists
+/// are built from shared groups, and `template.yaml` (scripts/lint-template, through
+/// `scripts/lint/functions.json`), the local runner and the benchmarks use these lists.
 pub mod vars {
-    pub const COMMAND: &[&str] = &[
-        "DB_HOST",
-        "DB_PORT",
-        "DB_NAME",
-        "DB_USER",
-        "DB_AUTH",
-        "DB_PASSWORD",
-        "DB_SSLMODE",
-        "DB_CA_FILE",
-        "DB_POOL_SIZE",
-        "DB_CONNECT_TIMEOUT_MS",
-        "DB_STATEMENT_TIMEOUT_MS",
-        "ORDER_EVENTS_TOPIC_ARN",
-        "PUBLISH_TIMEOUT_MS",
-        "IDEMPOTENCY_TTL_SECONDS",
-        "AUTH_CUSTOMER_CLAIM",
-        "AUTH_STAFF_SCOPE",
-        "LOG_LEVEL",
+    /// A set of variables that belong together (a database connection, the read model, ...).
+    pub type Group = &'static [&'static str];
+
+    pub const DB_HOST: &str = "DB_HOST";
+    pub const DB_PORT: &str = "DB_PORT";
+    pub const DB_NAME: &str = "DB_NAME";
+    pub const DB_USER: &str = "DB_USER";
+    pub const DB_AUTH: &str = "DB_AUTH";
+    pub const DB_SECRET_ARN: &str = "DB_SECRET_ARN";
+    pub const DB_PASSWORD: &str = "DB_PASSWORD";
+    pub const DB_SSLMODE: &str = "DB_SSLMODE";
+    pub const DB_CA_FILE: &str = "DB_CA_FILE";
+    pub const DB_POOL_SIZE: &str = "DB_POOL_SIZE";
+    pub const DB_CONNECT_TIMEOUT_MS: &str = "DB_CONNECT_TIMEOUT_MS";
+    pub const DB_STATEMENT_TIMEOUT_MS: &str = "DB_STATEMENT_TIMEOUT_MS";
+    pub const ORDER_EVENTS_TOPIC_ARN: &str = "ORDER_EVENTS_TOPIC_ARN";
+    pub const PUBLISH_TIMEOUT_MS: &str = "PUBLISH_TIMEOUT_MS";
+    pub const IDEMPOTENCY_TTL_SECONDS: &str = "IDEMPOTENCY_TTL_SECONDS";
+    pub const AUTH_CUSTOMER_CLAIM: &str = "AUTH_CUSTOMER_CLAIM";
+    pub const AUTH_STAFF_SCOPE: &str = "AUTH_STAFF_SCOPE";
+    pub const ORDERS_TABLE: &str = "ORDERS_TABLE";
+    pub const RECEIPTS_BUCKET: &str = "RECEIPTS_BUCKET";
+    pub const PROJECTION_CONCURRENCY: &str = "PROJECTION_CONCURRENCY";
+    pub const RECEIPT_URL_TTL_SECONDS: &str = "RECEIPT_URL_TTL_SECONDS";
+    pub const CURSOR_SIGNING_KEY: &str = "CURSOR_SIGNING_KEY";
+    pub const RELAY_GRACE_SECONDS: &str = "RELAY_GRACE_SECONDS";
+    pub const RELAY_BATCH_SIZE: &str = "RELAY_BATCH_SIZE";
+    pub const RELAY_MAX_BATCHES: &str = "RELAY_MAX_BATCHES";
+    pub const RELAY_MAX_SECONDS: &str = "RELAY_MAX_SECONDS";
+    pub const LOG_LEVEL: &str = "LOG_LEVEL";
+    pub const STAGE: &str = "STAGE";
+    pub const METRICS_NAMESPACE: &str = "METRICS_NAMESPACE";
+
+    /// Where and as whom to connect to PostgreSQL ([`super::DbConfig`]): what a local runner
+    /// replaces with its own database. The password comes from `DB_AUTH=iam`, `DB_SECRET_ARN`
+    /// or `DB_PASSWORD` (local development only; never set by the template).
+    pub const DB_CONNECTION: Group = &[
+        DB_HOST,
+        DB_PORT,
+        DB_NAME,
+        DB_USER,
+        DB_AUTH,
+        DB_SECRET_ARN,
+        DB_PASSWORD,
+        DB_SSLMODE,
+        DB_CA_FILE,
     ];
-    pub const UPDATER: &[&str] = &[
-        "ORDERS_TABLE",
-        "RECEIPTS_BUCKET",
-        "PROJECTION_CONCURRENCY",
-        "LOG_LEVEL",
-    ];
-    pub const QUERY: &[&str] = &[
-        "ORDERS_TABLE",
-        "RECEIPTS_BUCKET",
-        "RECEIPT_URL_TTL_SECONDS",
-        "CURSOR_SIGNING_KEY",
-        "AUTH_CUSTOMER_CLAIM",
-        "AUTH_STAFF_SCOPE",
-        "LOG_LEVEL",
-    ];
-    pub const RELAY: &[&str] = &[
-        "DB_HOST",
-        "DB_PORT",
-        "DB_NAME",
-        "DB_USER",
-        "DB_AUTH",
-        "DB_PASSWORD",
-        "DB_SSLMODE",
-        "DB_CA_FILE",
-        "DB_POOL_SIZE",
-        "DB_CONNECT_TIMEOUT_MS",
-        "DB_STATEMENT_TIMEOUT_MS",
-        "ORDER_EVENTS_TOPIC_ARN",
-        "PUBLISH_TIMEOUT_MS",
-        "RELAY_GRACE_SECONDS",
-        "RELAY_BATCH_SIZE",
-        "RELAY_MAX_BATCHES",
-        "RELAY_MAX_SECONDS",
-        "LOG_LEVEL",
-    ];
-    // The variables without a default: each function's must be set by template.yaml
-    // (DB_AUTH stands for "DB_AUTH=iam, DB_SECRET_ARN or DB_PASSWORD"; the template uses IAM).
-    pub const COMMAND_REQUIRED: &[&str] = &["DB_HOST", "DB_AUTH", "ORDER_EVENTS_TOPIC_ARN"];
-    pub const RELAY_REQUIRED: &[&str] = &["DB_HOST", "DB_AUTH", "ORDER_EVENTS_TOPIC_ARN"];
-    pub const MIGRATE_REQUIRED: &[&str] = &["DB_HOST", "DB_AUTH"];
-    pub const UPDATER_REQUIRED: &[&str] = &["ORDERS_TABLE", "RECEIPTS_BUCKET"];
-    pub const QUERY_REQUIRED: &[&str] = &["ORDERS_TABLE", "RECEIPTS_BUCKET", "CURSOR_SIGNING_KEY"];
-    pub const MIGRATE: &[&str] = &[
-        "DB_HOST",
-        "DB_PORT",
-        "DB_NAME",
-        "DB_USER",
-        "DB_AUTH",
-        "DB_PASSWORD",
-        "DB_SSLMODE",
-        "DB_CA_FILE",
-        "DB_POOL_SIZE",
-        "DB_CONNECT_TIMEOUT_MS",
-        "DB_STATEMENT_TIMEOUT_MS",
-        "LOG_LEVEL",
-    ];
+    /// The connection pool's size and time limits.
+    pub const DB_POOL: Group = &[DB_POOL_SIZE, DB_CONNECT_TIMEOUT_MS, DB_STATEMENT_TIMEOUT_MS];
+    /// Publishing order events to SNS.
+    pub const PUBLISH: Group = &[ORDER_EVENTS_TOPIC_ARN, PUBLISH_TIMEOUT_MS];
+    /// How callers are read from the JWT claims ([`super::access_policy`]).
+    pub const AUTH: Group = &[AUTH_CUSTOMER_CLAIM, AUTH_STAFF_SCOPE];
+    /// The read model: the DynamoDB table and the receipts bucket.
+    pub const READ_MODEL: Group = &[ORDERS_TABLE, RECEIPTS_BUCKET];
+    /// Read by every function: the log filter and the metric dimensions (`crate::metrics`).
+    pub const COMMON: Group = &[LOG_LEVEL, STAGE, METRICS_NAMESPACE];
+
+    /// The variables one function reads, and those it cannot start without.
+    #[derive(Debug, Clone, Copy)]
+    pub struct FunctionVars {
+        pub groups: &'static [Group],
+        /// Without a default: the template must set them. `DB_AUTH` stands for "DB_AUTH=iam,
+        /// DB_SECRET_ARN or DB_PASSWORD"; the template uses IAM.
+        pub required: &'static [&'static str],
+    }
+
+    impl FunctionVars {
+        /// Every variable the function reads, in group order.
+        pub fn names(&self) -> Vec<&'static str> {
+            self.groups.iter().flat_map(|g| g.iter().copied()).collect()
+        }
+    }
+
+    pub const COMMAND: FunctionVars = FunctionVars {
+        groups: &[
+            DB_CONNECTION,
+            DB_POOL,
+            PUBLISH,
+            AUTH,
+            &[IDEMPOTENCY_TTL_SECONDS],
+            COMMON,
+        ],
+        required: &[DB_HOST, DB_AUTH, ORDER_EVENTS_TOPIC_ARN],
+    };
+    pub const QUERY: FunctionVars = FunctionVars {
+        groups: &[
+            READ_MODEL,
+            AUTH,
+            &[RECEIPT_URL_TTL_SECONDS, CURSOR_SIGNING_KEY],
+            COMMON,
+        ],
+        required: &[ORDERS_TABLE, RECEIPTS_BUCKET, CURSOR_SIGNING_KEY],
+    };
+    pub const UPDATER: FunctionVars = FunctionVars {
+        groups: &[READ_MODEL, &[PROJECTION_CONCURRENCY], COMMON],
+        required: &[ORDERS_TABLE, RECEIPTS_BUCKET],
+    };
+    pub const RELAY: FunctionVars = FunctionVars {
+        groups: &[
+            DB_CONNECTION,
+            DB_POOL,
+            PUBLISH,
+            &[
+                RELAY_GRACE_SECONDS,
+                RELAY_BATCH_SIZE,
+                RELAY_MAX_BATCHES,
+                RELAY_MAX_SECONDS,
+            ],
+            COMMON,
+        ],
+        required: &[DB_HOST, DB_AUTH, ORDER_EVENTS_TOPIC_ARN],
+    };
+    pub const MIGRATE: FunctionVars = FunctionVars {
+        groups: &[DB_CONNECTION, DB_POOL, COMMON],
+        required: &[DB_HOST, DB_AUTH],
+    };
 }
 
 fn optional(name: &'static str) -> Option<String> {
@@ -183,7 +226,7 @@ fn db_password(
     let auth = auth.map(|v| v.trim().to_ascii_lowercase());
     match auth.as_deref() {
         Some("iam") if sslmode == SslMode::Disable => Err(ConfigError::Invalid {
-            name: "DB_SSLMODE",
+            name: vars::DB_SSLMODE,
             value: "disable".into(),
             reason: "DB_AUTH=iam sends a signed token as the password, which needs TLS".into(),
         }),
@@ -196,7 +239,7 @@ fn db_password(
             )),
         },
         Some(other) => Err(ConfigError::Invalid {
-            name: "DB_AUTH",
+            name: vars::DB_AUTH,
             value: other.to_string(),
             reason: "expected iam or password".into(),
         }),
@@ -222,24 +265,24 @@ pub struct DbConfig {
 
 impl DbConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let sslmode = parsed("DB_SSLMODE", SslMode::VerifyFull)?;
+        let sslmode = parsed(vars::DB_SSLMODE, SslMode::VerifyFull)?;
         let password = db_password(
-            optional("DB_AUTH"),
-            optional("DB_SECRET_ARN"),
-            optional("DB_PASSWORD"),
+            optional(vars::DB_AUTH),
+            optional(vars::DB_SECRET_ARN),
+            optional(vars::DB_PASSWORD),
             sslmode,
         )?;
         Ok(Self {
-            host: required("DB_HOST")?,
-            port: parsed("DB_PORT", 5432)?,
-            dbname: optional("DB_NAME").unwrap_or_else(|| "orders".into()),
-            user: optional("DB_USER").unwrap_or_else(|| "orders".into()),
+            host: required(vars::DB_HOST)?,
+            port: parsed(vars::DB_PORT, 5432)?,
+            dbname: optional(vars::DB_NAME).unwrap_or_else(|| "orders".into()),
+            user: optional(vars::DB_USER).unwrap_or_else(|| "orders".into()),
             password,
             sslmode,
-            ca_file: optional("DB_CA_FILE"),
-            pool_size: parsed("DB_POOL_SIZE", 2)?,
-            connect_timeout: millis("DB_CONNECT_TIMEOUT_MS", 3000)?,
-            statement_timeout: millis("DB_STATEMENT_TIMEOUT_MS", 5000)?,
+            ca_file: optional(vars::DB_CA_FILE),
+            pool_size: parsed(vars::DB_POOL_SIZE, 2)?,
+            connect_timeout: millis(vars::DB_CONNECT_TIMEOUT_MS, 3000)?,
+            statement_timeout: millis(vars::DB_STATEMENT_TIMEOUT_MS, 5000)?,
         })
     }
 }
@@ -259,9 +302,9 @@ impl CommandConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             db: DbConfig::from_env()?,
-            topic_arn: required("ORDER_EVENTS_TOPIC_ARN")?,
-            publish_timeout: millis("PUBLISH_TIMEOUT_MS", 2000)?,
-            idempotency_ttl: Duration::from_secs(parsed("IDEMPOTENCY_TTL_SECONDS", 86_400)?),
+            topic_arn: required(vars::ORDER_EVENTS_TOPIC_ARN)?,
+            publish_timeout: millis(vars::PUBLISH_TIMEOUT_MS, 2000)?,
+            idempotency_ttl: Duration::from_secs(parsed(vars::IDEMPOTENCY_TTL_SECONDS, 86_400)?),
             access: access_policy(),
         })
     }
@@ -285,12 +328,12 @@ impl RelayConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             db: DbConfig::from_env()?,
-            topic_arn: required("ORDER_EVENTS_TOPIC_ARN")?,
-            publish_timeout: millis("PUBLISH_TIMEOUT_MS", 2000)?,
-            grace: Duration::from_secs(parsed("RELAY_GRACE_SECONDS", 10)?),
-            batch_size: parsed("RELAY_BATCH_SIZE", 100i64)?.clamp(1, 1000),
-            max_batches: parsed("RELAY_MAX_BATCHES", 20usize)?.max(1),
-            max_duration: Duration::from_secs(parsed("RELAY_MAX_SECONDS", 40)?),
+            topic_arn: required(vars::ORDER_EVENTS_TOPIC_ARN)?,
+            publish_timeout: millis(vars::PUBLISH_TIMEOUT_MS, 2000)?,
+            grace: Duration::from_secs(parsed(vars::RELAY_GRACE_SECONDS, 10)?),
+            batch_size: parsed(vars::RELAY_BATCH_SIZE, 100i64)?.clamp(1, 1000),
+            max_batches: parsed(vars::RELAY_MAX_BATCHES, 20usize)?.max(1),
+            max_duration: Duration::from_secs(parsed(vars::RELAY_MAX_SECONDS, 40)?),
         })
     }
 }
@@ -306,17 +349,17 @@ pub struct UpdaterConfig {
 
 impl UpdaterConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let concurrency = parsed("PROJECTION_CONCURRENCY", 8usize)?;
+        let concurrency = parsed(vars::PROJECTION_CONCURRENCY, 8usize)?;
         if concurrency == 0 {
             return Err(ConfigError::Invalid {
-                name: "PROJECTION_CONCURRENCY",
+                name: vars::PROJECTION_CONCURRENCY,
                 value: "0".into(),
                 reason: "must be at least 1".into(),
             });
         }
         Ok(Self {
-            table: required("ORDERS_TABLE")?,
-            bucket: required("RECEIPTS_BUCKET")?,
+            table: required(vars::ORDERS_TABLE)?,
+            bucket: required(vars::RECEIPTS_BUCKET)?,
             concurrency,
         })
     }
@@ -352,14 +395,14 @@ impl std::fmt::Debug for QueryConfig {
 
 impl QueryConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let cursor_key = optional("CURSOR_SIGNING_KEY").unwrap_or_else(|| {
+        let cursor_key = optional(vars::CURSOR_SIGNING_KEY).unwrap_or_else(|| {
             tracing::warn!("CURSOR_SIGNING_KEY is not set; using the development key");
             DEVELOPMENT_CURSOR_KEY.into()
         });
         Ok(Self {
-            table: required("ORDERS_TABLE")?,
-            bucket: required("RECEIPTS_BUCKET")?,
-            receipt_url_ttl: Duration::from_secs(parsed("RECEIPT_URL_TTL_SECONDS", 900)?),
+            table: required(vars::ORDERS_TABLE)?,
+            bucket: required(vars::RECEIPTS_BUCKET)?,
+            receipt_url_ttl: Duration::from_secs(parsed(vars::RECEIPT_URL_TTL_SECONDS, 900)?),
             cursor_key: cursor_key.into_bytes(),
             access: access_policy(),
         })
@@ -371,10 +414,10 @@ impl QueryConfig {
 pub fn access_policy() -> AccessPolicy {
     let defaults = AccessPolicy::default();
     AccessPolicy {
-        customer_claim: optional("AUTH_CUSTOMER_CLAIM")
+        customer_claim: optional(vars::AUTH_CUSTOMER_CLAIM)
             .map(|v| v.trim().to_string())
             .unwrap_or(defaults.customer_claim),
-        staff_scope: optional("AUTH_STAFF_SCOPE")
+        staff_scope: optional(vars::AUTH_STAFF_SCOPE)
             .map(|v| v.trim().to_string())
             .unwrap_or(defaults.staff_scope),
     }
@@ -382,7 +425,7 @@ pub fn access_policy() -> AccessPolicy {
 
 /// The log filter: `LOG_LEVEL`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else `info`.
 pub fn log_level() -> String {
-    optional("LOG_LEVEL")
+    optional(vars::LOG_LEVEL)
         .or_else(|| optional("AWS_LAMBDA_LOG_LEVEL"))
         .unwrap_or_else(|| "info".into())
         .to_ascii_lowercase()
@@ -413,16 +456,22 @@ mod tests {
 
     #[test]
     fn required_variables_are_listed_variables() {
-        for (all, required) in [
-            (COMMAND, COMMAND_REQUIRED),
-            (RELAY, RELAY_REQUIRED),
-            (MIGRATE, MIGRATE_REQUIRED),
-            (UPDATER, UPDATER_REQUIRED),
-            (QUERY, QUERY_REQUIRED),
-        ] {
-            for name in required {
-                assert!(all.contains(name), "{name}");
+        for function in [COMMAND, RELAY, MIGRATE, UPDATER, QUERY] {
+            let names = function.names();
+            for name in function.required {
+                assert!(names.contains(name), "{name}");
             }
+        }
+    }
+
+    #[test]
+    fn each_function_lists_each_variable_once() {
+        for function in [COMMAND, RELAY, MIGRATE, UPDATER, QUERY] {
+            let mut names = function.names();
+            let count = names.len();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), count, "{names:?}");
         }
     }
 }

@@ -5,6 +5,7 @@
 //! cargo feature so that a function links only what it uses; [`config`] reads the environment.
 
 pub mod config;
+pub mod deployment;
 pub mod domain;
 pub mod metrics;
 pub mod problem;

@@ -52,8 +52,9 @@ impl MetricSet {
     /// The EMF JSON document.
     pub fn to_json(&self) -> Value {
         let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
-        let stage = std::env::var("STAGE").unwrap_or_else(|_| "local".into());
-        let namespace = std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| "OrdersCqrs".into());
+        let stage = std::env::var(crate::config::vars::STAGE).unwrap_or_else(|_| "local".into());
+        let namespace = std::env::var(crate::config::vars::METRICS_NAMESPACE)
+            .unwrap_or_else(|_| "OrdersCqrs".into());
         let timestamp = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
         let definitions: Vec<Value> = self
             .metrics
