@@ -2,6 +2,7 @@
 //! [`routes`]). Each stores its change and its event in one transaction, then publishes the
 //! event.
 
+mod headers;
 mod pipeline;
 mod routes;
 

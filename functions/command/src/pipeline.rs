@@ -2,6 +2,7 @@
 //! and the key's scope, the store's transaction with the domain decision inside it, and the
 //! outcome as a response or a problem.
 
+use crate::headers::{check_content_type, idempotency_key, if_match, key_scope};
 use crate::routes::ChangeRoute;
 use crate::{CommandApp, REPLAYED_HEADER};
 use lambda_http::http::{header, HeaderValue};
@@ -14,8 +15,6 @@ use orders::http::{body_bytes, json_response};
 use orders::postgres::{Change, DbError, IdempotencyClaim, Keyed, Outcome};
 use orders::problem::Problem;
 use orders::{Order, OrderId};
-
-const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 impl CommandApp {
     /// `POST /orders`.
@@ -58,7 +57,10 @@ impl CommandApp {
                 self.publish(event).await;
                 Ok(order_response(&outcome, true, false))
             }
-            Keyed::Replayed(kept) => Ok(order_response(&kept, true, true)),
+            Keyed::Replayed(kept) => {
+                tracing::info!("idempotent replay");
+                Ok(order_response(&kept, true, true))
+            }
             Keyed::KeyReused => Err(key_reused()),
         }
     }
@@ -119,7 +121,10 @@ impl CommandApp {
             }
             Keyed::Fresh(Change::NotFound) => Err(not_found(id)),
             Keyed::Fresh(Change::Refused(refusal)) => Err(refusal_problem(id, refusal)),
-            Keyed::Replayed(kept) => Ok(order_response(&kept, false, true)),
+            Keyed::Replayed(kept) => {
+                tracing::info!("idempotent replay");
+                Ok(order_response(&kept, false, true))
+            }
             Keyed::KeyReused => Err(key_reused()),
         }
     }
@@ -170,24 +175,6 @@ fn refusal_problem(id: OrderId, refusal: Refusal) -> Problem {
     }
 }
 
-fn check_content_type(request: &Request) -> Result<(), Problem> {
-    let Some(value) = request.headers().get(header::CONTENT_TYPE) else {
-        return Ok(());
-    };
-    let text = value.to_str().unwrap_or("");
-    let media_type = text
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if media_type == "application/json" || media_type.ends_with("+json") {
-        Ok(())
-    } else {
-        Err(Problem::unsupported_media_type(text))
-    }
-}
-
 fn storage_problem(err: &DbError) -> Problem {
     if err.is_unavailable() {
         tracing::warn!(error = %err, "database unavailable");
@@ -232,56 +219,4 @@ fn order_response(outcome: &Outcome, created: bool, replayed: bool) -> Response<
         headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
     }
     response
-}
-
-/// What an idempotency key is scoped to: the operation and the caller, so that one caller's
-/// keys never meet another's (nor reveal that they exist).
-fn key_scope(operation: &str, caller: &Caller) -> String {
-    let kind = if caller.is_staff() {
-        "staff"
-    } else {
-        "customer"
-    };
-    format!("{operation} {kind}:{}", caller.subject())
-}
-
-/// The `Idempotency-Key` header, when present: 1 to 255 visible ASCII characters.
-fn idempotency_key(request: &Request) -> Result<Option<String>, Problem> {
-    let Some(value) = request.headers().get(crate::IDEMPOTENCY_HEADER) else {
-        return Ok(None);
-    };
-    let key = value.to_str().unwrap_or("").trim();
-    if key.is_empty()
-        || key.len() > MAX_IDEMPOTENCY_KEY
-        || !key.bytes().all(|b| b.is_ascii_graphic())
-    {
-        return Err(Problem::bad_request(
-            "invalid-idempotency-key",
-            format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
-        ));
-    }
-    Ok(Some(key.to_string()))
-}
-
-/// The version named by `If-Match` (`"3"`, `W/"3"`), or none for an absent header or `*`.
-fn if_match(request: &Request) -> Result<Option<i64>, Problem> {
-    let Some(value) = request.headers().get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let text = value.to_str().unwrap_or("").trim();
-    if text == "*" {
-        return Ok(None);
-    }
-    text.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse::<i64>()
-        .ok()
-        .filter(|v| *v >= 1)
-        .map(Some)
-        .ok_or_else(|| {
-            Problem::bad_request(
-                "invalid-if-match",
-                "If-Match must be the ETag of the order, such as \"3\"",
-            )
-        })
 }
