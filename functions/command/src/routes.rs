@@ -83,3 +83,70 @@ pub(crate) fn route(request: &Request) -> Result<Route, Problem> {
     }
     Ok(route)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orders::OrderStatus;
+
+    fn sample(name: &str) -> Request {
+        let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(path).unwrap();
+        lambda_http::request::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn each_change_has_its_own_segment_and_reads_its_own_body() {
+        let mut segments: Vec<_> = CHANGES.iter().map(|c| c.segment).collect();
+        segments.sort_unstable();
+        segments.dedup();
+        assert_eq!(segments.len(), CHANGES.len());
+        let status = CHANGES.iter().find(|c| c.segment == "status").unwrap();
+        let (command, canonical) = (status.decode)(br#"{ "status": "SHIPPED" }"#).unwrap();
+        assert_eq!(
+            command,
+            OrderCommand::ChangeStatus {
+                to: OrderStatus::Shipped,
+                reason: None
+            }
+        );
+        assert_eq!(canonical, serde_json::json!({"status": "SHIPPED"}));
+        assert_eq!(
+            (status.decode)(br#"{"status":"LOST"}"#).unwrap_err().status,
+            422
+        );
+        assert_eq!((status.decode)(b"{").unwrap_err().status, 400);
+        let address = CHANGES
+            .iter()
+            .find(|c| c.segment == "shipping-address")
+            .unwrap();
+        assert_eq!(
+            (address.decode)(br#"{"status":"SHIPPED"}"#)
+                .unwrap_err()
+                .status,
+            400
+        );
+    }
+
+    #[test]
+    fn the_sample_requests_find_their_routes() {
+        assert!(matches!(
+            route(&sample("post-order.json")),
+            Ok(Route::CreateOrder)
+        ));
+        for (name, segment) in [
+            ("post-order-status.json", "status"),
+            ("shipping-address-change.json", "shipping-address"),
+        ] {
+            match route(&sample(name)) {
+                Ok(Route::Change { id, route }) => {
+                    assert_eq!(id, "0193a5f2-7c1e-7d3a-9b8c-2f4e6a8b0c1d");
+                    assert_eq!(route.segment, segment);
+                }
+                _ => panic!("{name} has no change route"),
+            }
+        }
+        let get = sample("get-order.json");
+        assert_eq!(route(&get).err().map(|p| p.status), Some(404));
+    }
+}
