@@ -194,3 +194,35 @@ pub async fn verify(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::order::{now_micros, OrderStatus, ShippingAddress};
+    use crate::domain::validation::decode_request;
+
+    #[test]
+    fn every_differing_field_is_named_without_being_listed() {
+        let body = br#"{"customer":{"id":"c","name":"N","email":"n@example.com"},
+            "currency":"EUR","lines":[{"sku":"S","name":"N","quantity":1,"unitPrice":5}]}"#;
+        let write = decode_request(body).unwrap().validate().unwrap();
+        assert!(differing_fields(&write, &write).is_empty());
+        let mut read = write
+            .with_status(OrderStatus::Confirmed, now_micros(), None)
+            .unwrap();
+        read.version = write.version;
+        read.updated_at = write.updated_at;
+        read.shipping_address = Some(ShippingAddress {
+            recipient: "R".into(),
+            line1: "L".into(),
+            line2: None,
+            city: "C".into(),
+            postal_code: "P".into(),
+            country: "DE".into(),
+        });
+        assert_eq!(
+            differing_fields(&write, &read),
+            ["history", "shippingAddress", "status"]
+        );
+    }
+}
