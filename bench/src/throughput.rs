@@ -50,7 +50,7 @@ impl RawWrites {
             .map_err(|e| BenchError::msg(format!("view to item: {e}")))?;
         Ok(Prepared {
             item,
-            version: projection.view.version,
+            version: projection.view.order.version,
             projection,
         })
     }

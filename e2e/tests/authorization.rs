@@ -279,3 +279,68 @@ async fn cursors_and_idempotency_keys_do_not_cross_customers() {
     assert_eq!(read_json(&response).1["orderId"], first["orderId"]);
     assert_eq!(sys.count("orders"), 5);
 }
+
+/// Issue #15: a status-change idempotency key that Bob used before, reused on Ada's order,
+/// answers exactly like the same key on a missing order (404, same problem), and Bob's request
+/// never takes a lock on Ada's row: while a test transaction holds that row, Bob's request
+/// still answers at once instead of waiting for the lock (and timing out as a 503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_status_key_does_not_reveal_or_lock_another_customers_order() {
+    let sys = TestSystem::start(false).await;
+    let ada_order = create(&sys, ADA).await;
+    let bob_order = create(&sys, BOB).await;
+    let key = [("idempotency-key", "bob-key-1")];
+    let cancel = r#"{"status":"CANCELLED"}"#;
+    let (status, body) = read_json(
+        &sys.command
+            .handle(from(
+                change_status(&bob_order, cancel, &key),
+                Caller::Customer(BOB),
+            ))
+            .await,
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // Ada's row is held by another transaction for the rest of the test.
+    let mut holder = sys.store.pool().get().await.expect("connection");
+    let lock = holder.transaction().await.expect("transaction");
+    let ada_uuid: uuid::Uuid = ada_order.parse().unwrap();
+    lock.query_one(
+        "SELECT id FROM orders WHERE id = $1 FOR UPDATE",
+        &[&ada_uuid],
+    )
+    .await
+    .expect("lock Ada's order");
+
+    let missing_id = "0193a5f2-0000-7000-8000-000000000000";
+    let mut answers = Vec::new();
+    for id in [ada_order.as_str(), missing_id] {
+        let response = sys
+            .command
+            .handle(from(change_status(id, cancel, &key), Caller::Customer(BOB)))
+            .await;
+        let (status, problem) = refusal(&response, &[ADA, "Grace Hopper"]);
+        assert_eq!(status, 404, "{id}: {problem}");
+        let mut problem = problem;
+        problem["detail"] = problem["detail"]
+            .as_str()
+            .unwrap()
+            .replace(id, "<id>")
+            .into();
+        answers.push(problem);
+    }
+    assert_eq!(answers[0], answers[1]);
+    lock.rollback().await.expect("release");
+
+    // Ada's order is untouched and still hers to cancel.
+    assert_eq!(sys.count("order_status_history"), 1);
+    let (status, body) = read_json(
+        &sys.command
+            .handle(from(
+                change_status(&ada_order, cancel, &[]),
+                Caller::Customer(ADA),
+            ))
+            .await,
+    );
+    assert_eq!((status, body["version"].as_i64()), (200, Some(2)), "{body}");
+}

@@ -102,6 +102,77 @@ impl Contract {
     }
 }
 
+/// `POST /orders/{id}/shipping-address` with this body and optional headers, from staff.
+fn change_address(id: &str, body: &str, headers: &[(&str, &str)]) -> lambda_http::Request {
+    let mut request = e2e::system::request_from_event("shipping-address-change.json", |v| {
+        let path = format!("/orders/{id}/shipping-address");
+        v["rawPath"] = path.clone().into();
+        v["requestContext"]["http"]["path"] = path.into();
+        v["pathParameters"] = serde_json::json!({ "id": id });
+        v["body"] = body.into();
+        v["headers"]["content-length"] = body.len().to_string().into();
+        let headers = v["headers"].as_object_mut().expect("headers");
+        headers.remove("if-match");
+    });
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            lambda_http::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            value.parse().expect("header value"),
+        );
+    }
+    as_caller(request, Caller::Staff)
+}
+
+/// The shipping address end to end: placed with the order, changed by its owner, projected
+/// into the read model each time, and refused to another customer as a missing order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipping_address_travels_from_the_request_to_the_read_model() {
+    let sys = TestSystem::start(false).await;
+    let mut placed: Value = serde_json::from_str(&order_body("shipper")).unwrap();
+    placed["shippingAddress"] = serde_json::json!({"recipient": "Grace", "line1": "1 Navy Yard", "city": "Arlington",
+            "postalCode": "22202", "country": "US"});
+    let created = sys.command.handle(post_order(&placed.to_string())).await;
+    let body: Value = serde_json::from_slice(orders::http::body_bytes(created.body())).unwrap();
+    assert_eq!(created.status(), 201, "{body}");
+    assert_eq!(body["shippingAddress"], placed["shippingAddress"]);
+    let id = body["orderId"].as_str().unwrap().to_string();
+
+    let moved = r#"{"recipient":"Grace","line1":"2 Pier","line2":"Dock 4","city":"Norfolk","postalCode":"23511","country":"US"}"#;
+    let as_owner = |request| as_caller(request, Caller::Customer("shipper"));
+    let as_other = |request| as_caller(request, Caller::Customer("someone-else"));
+    let response = sys
+        .command
+        .handle(as_other(change_address(&id, moved, &[])))
+        .await;
+    assert_eq!(response.status(), 404);
+    let response = sys
+        .command
+        .handle(as_owner(change_address(
+            &id,
+            moved,
+            &[("if-match", "\"1\"")],
+        )))
+        .await;
+    let body: Value = serde_json::from_slice(orders::http::body_bytes(response.body())).unwrap();
+    assert_eq!(response.status(), 200, "{body}");
+    assert_eq!(
+        (body["version"].as_i64(), body["status"].as_str()),
+        (Some(2), Some("PENDING"))
+    );
+
+    assert_eq!(sys.drain(2, Duration::from_secs(20)).await, 2);
+    let view = sys.query.handle(get_order(&id)).await;
+    let view: Value = serde_json::from_slice(orders::http::body_bytes(view.body())).unwrap();
+    assert_eq!(view["version"], 2);
+    assert_eq!(
+        view["shippingAddress"],
+        serde_json::from_str::<Value>(moved).unwrap()
+    );
+    assert_eq!(sys.count("order_status_history"), 0);
+    let drift = sys.verify().await;
+    assert!(drift.is_clean(), "{:?}", drift.drift);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_operation_answers_with_documented_responses() {
     let sys = TestSystem::start(false).await;
@@ -115,6 +186,7 @@ async fn every_documented_operation_answers_with_documented_responses() {
         "/orders/{id}/status",
         "/customers/{customerId}/orders",
     );
+    let shipping = "/orders/{id}/shipping-address";
 
     let created = sys
         .command
@@ -214,6 +286,49 @@ async fn every_documented_operation_answers_with_documented_responses() {
     c.check("get", order, &sys.query.handle(get_order("nope")).await);
     c.check("get", order, &sys.query.handle(get_order(&unknown)).await);
 
+    // The shipping address: changed at version 2, refused with a stale If-Match, a bad body,
+    // a bad id, another media type, a missing order, and once the order has shipped.
+    let address = r#"{"recipient":"Grace","line1":"1 Navy Yard","city":"Arlington","postalCode":"22202","country":"US"}"#;
+    let changed = sys
+        .command
+        .handle(change_address(&id, address, &[("if-match", "\"2\"")]))
+        .await;
+    c.check("post", shipping, &changed);
+    let body: Value = serde_json::from_slice(orders::http::body_bytes(changed.body())).unwrap();
+    assert_eq!(
+        (
+            body["version"].as_i64(),
+            body["shippingAddress"]["city"].as_str()
+        ),
+        (Some(3), Some("Arlington"))
+    );
+    for (target, body, headers) in [
+        (id.as_str(), address, &[("if-match", "\"2\"")][..]),
+        (&id, r#"{"recipient":"Grace"}"#, &[]),
+        (&id, &address.replace("US", "usa"), &[]),
+        ("bad-id", address, &[]),
+        (&id, address, &[("content-type", "text/csv")]),
+        (&unknown, address, &[]),
+    ] {
+        let response = sys
+            .command
+            .handle(change_address(target, body, headers))
+            .await;
+        c.check("post", shipping, &response);
+    }
+    c.check(
+        "post",
+        status,
+        &sys.command
+            .handle(change_status(&id, r#"{"status":"SHIPPED"}"#, &[]))
+            .await,
+    );
+    c.check(
+        "post",
+        shipping,
+        &sys.command.handle(change_address(&id, address, &[])).await,
+    );
+
     c.check(
         "get",
         listing,
@@ -251,6 +366,13 @@ async fn every_documented_operation_answers_with_documented_responses() {
         "get",
         order,
         &sys.query.handle(anonymous(get_order(&id))).await,
+    );
+    c.check(
+        "post",
+        shipping,
+        &sys.command
+            .handle(anonymous(change_address(&id, address, &[])))
+            .await,
     );
     c.check(
         "get",

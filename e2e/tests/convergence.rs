@@ -250,7 +250,7 @@ async fn rebuild_restores_a_lost_read_model_without_overwriting_newer_views() {
         .await
         .unwrap()
         .unwrap();
-    newer.version = 2;
+    newer.order.version = 2;
     sys.read_model.views.put_if_not_older(&newer).await.unwrap();
     let drift = sys.verify().await.drift;
     assert_eq!(drift.len(), 3, "{drift:?}");
@@ -266,7 +266,10 @@ async fn rebuild_restores_a_lost_read_model_without_overwriting_newer_views() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(view.version, 2, "rebuild did not overwrite the newer view");
+    assert_eq!(
+        view.order.version, 2,
+        "rebuild did not overwrite the newer view"
+    );
     let drift = sys.verify().await.drift;
     assert_eq!(
         drift.len(),

@@ -2,7 +2,8 @@
 
 use crate::domain::order::OrderId;
 use crate::domain::view::OrderView;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use crate::service_error::ServiceError;
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use std::collections::HashMap;
@@ -27,12 +28,27 @@ pub const KEY: &str = "orderId";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ViewStoreError {
-    #[error("DynamoDB request failed: {0}")]
-    Dynamo(String),
+    /// DynamoDB refused or failed the call; its kind says whether to retry.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// DynamoDB kept some keys of a batch read unprocessed (throttling): retry later.
+    #[error("BatchGetItem kept returning unprocessed keys")]
+    Unprocessed,
     #[error("stored item could not be read as an order view: {0}")]
     Corrupt(String),
     #[error("view could not be converted to an item: {0}")]
     Encode(String),
+}
+
+impl ViewStoreError {
+    /// True when a retry may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Service(err) => err.is_transient(),
+            Self::Unprocessed => true,
+            Self::Corrupt(_) | Self::Encode(_) => false,
+        }
+    }
 }
 
 /// The result of a versioned write.
@@ -72,7 +88,10 @@ impl OrderViewStore {
             .condition_expression("attribute_not_exists(#key) OR #version <= :version")
             .expression_attribute_names("#key", KEY)
             .expression_attribute_names("#version", "version")
-            .expression_attribute_values(":version", AttributeValue::N(view.version.to_string()))
+            .expression_attribute_values(
+                ":version",
+                AttributeValue::N(view.order.version.to_string()),
+            )
             .send()
             .await;
         match result {
@@ -82,7 +101,7 @@ impl OrderViewStore {
             {
                 Ok(WriteOutcome::Stale)
             }
-            Err(err) => Err(ViewStoreError::Dynamo(DisplayErrorContext(err).to_string())),
+            Err(err) => Err(ServiceError::from_sdk("dynamodb:PutItem", err).into()),
         }
     }
 
@@ -96,7 +115,7 @@ impl OrderViewStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| ViewStoreError::Dynamo(DisplayErrorContext(e).to_string()))?;
+            .map_err(|e| ServiceError::from_sdk("dynamodb:GetItem", e))?;
         match output.item {
             None => Ok(None),
             Some(item) => serde_dynamo::from_item(item)
@@ -132,7 +151,7 @@ impl OrderViewStore {
                     .request_items(&self.table, keys)
                     .send()
                     .await
-                    .map_err(|e| ViewStoreError::Dynamo(DisplayErrorContext(e).to_string()))?;
+                    .map_err(|e| ServiceError::from_sdk("dynamodb:BatchGetItem", e))?;
                 for item in output
                     .responses
                     .and_then(|mut r| r.remove(&self.table))
@@ -140,7 +159,7 @@ impl OrderViewStore {
                 {
                     let view: OrderView = serde_dynamo::from_item(item)
                         .map_err(|e| ViewStoreError::Corrupt(e.to_string()))?;
-                    found.insert(view.order_id, view);
+                    found.insert(view.order.id, view);
                 }
                 request = output
                     .unprocessed_keys
@@ -148,9 +167,7 @@ impl OrderViewStore {
                     .filter(|k| !k.keys.is_empty());
                 if request.is_some() {
                     if attempts >= 8 {
-                        return Err(ViewStoreError::Dynamo(
-                            "BatchGetItem kept returning unprocessed keys".into(),
-                        ));
+                        return Err(ViewStoreError::Unprocessed);
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(50 << attempts)).await;
                 }
@@ -175,7 +192,7 @@ impl OrderViewStore {
             .set_exclusive_start_key(cursor)
             .send()
             .await
-            .map_err(|e| ViewStoreError::Dynamo(DisplayErrorContext(e).to_string()))?;
+            .map_err(|e| ServiceError::from_sdk("dynamodb:Scan", e))?;
         let items = output
             .items
             .unwrap_or_default()
@@ -246,7 +263,7 @@ impl OrderViewStore {
             let output = query
                 .send()
                 .await
-                .map_err(|e| ViewStoreError::Dynamo(DisplayErrorContext(e).to_string()))?;
+                .map_err(|e| ServiceError::from_sdk("dynamodb:Query", e))?;
             for item in output.items.unwrap_or_default() {
                 items.push(
                     serde_dynamo::from_item(item)

@@ -19,14 +19,26 @@ pub fn json_response<T: Serialize>(status: u16, body: &T) -> Response<Body> {
     }
 }
 
-/// An `application/problem+json` response (a 401 also says which scheme to use).
+/// Seconds a client should wait before retrying a 503.
+pub const RETRY_AFTER_SECONDS: &str = "1";
+
+/// An `application/problem+json` response (a 401 also says which scheme to use, a 503 when
+/// to retry).
 pub fn problem_response(problem: &Problem) -> Response<Body> {
     let text = serde_json::to_string(problem).unwrap_or_else(|_| "{}".into());
     let mut response = with_body(problem.status, CONTENT_TYPE, text);
-    if problem.status == 401 {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    let headers = response.headers_mut();
+    match problem.status {
+        401 => {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        503 => {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        _ => {}
     }
     response
 }

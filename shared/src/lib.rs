@@ -27,6 +27,8 @@ pub mod reconcile;
 pub mod relay;
 #[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(feature = "service-errors")]
+pub mod service_error;
 #[cfg(feature = "sns")]
 pub mod sns;
 

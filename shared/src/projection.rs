@@ -31,6 +31,17 @@ pub enum ApplyError {
     Receipt(#[from] ReceiptStoreError),
 }
 
+impl ApplyError {
+    /// True when a retry may succeed; otherwise the fault needs a fix (permissions, a missing
+    /// table or bucket) before the record can project.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::View(err) => err.is_transient(),
+            Self::Receipt(err) => err.is_transient(),
+        }
+    }
+}
+
 /// The read side's stores.
 #[derive(Debug, Clone)]
 pub struct ReadModel {

@@ -1,11 +1,24 @@
 //! The receipts bucket.
 
-use aws_sdk_s3::error::DisplayErrorContext;
+use crate::service_error::ServiceError;
 use aws_sdk_s3::primitives::ByteStream;
 
 #[derive(Debug, thiserror::Error)]
-#[error("S3 request failed: {0}")]
-pub struct ReceiptStoreError(String);
+pub enum ReceiptStoreError {
+    /// S3 refused or failed the call; its kind says whether to retry.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// A presigned URL could not be made (a bad expiry, or no credentials to sign with).
+    #[error("presigning failed: {0}")]
+    Presign(String),
+}
+
+impl ReceiptStoreError {
+    /// True when a retry may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Service(err) if err.is_transient())
+    }
+}
 
 /// S3 access for receipt documents.
 #[derive(Debug, Clone)]
@@ -41,7 +54,7 @@ impl ReceiptStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| ReceiptStoreError(DisplayErrorContext(e).to_string()))
+            .map_err(|e| ServiceError::from_sdk("s3:PutObject", e).into())
     }
 
     /// A time-limited URL that lets whoever holds it read one object.
@@ -51,7 +64,7 @@ impl ReceiptStore {
         ttl: std::time::Duration,
     ) -> Result<String, ReceiptStoreError> {
         let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl)
-            .map_err(|e| ReceiptStoreError(e.to_string()))?;
+            .map_err(|e| ReceiptStoreError::Presign(e.to_string()))?;
         let request = self
             .client
             .get_object()
@@ -59,7 +72,7 @@ impl ReceiptStore {
             .key(key)
             .presigned(config)
             .await
-            .map_err(|e| ReceiptStoreError(DisplayErrorContext(e).to_string()))?;
+            .map_err(|e| ReceiptStoreError::Presign(e.to_string()))?;
         Ok(request.uri().to_string())
     }
 }

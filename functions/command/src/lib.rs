@@ -1,19 +1,20 @@
-//! The write side's HTTP commands: `POST /orders` and `POST /orders/{id}/status`.
-//! Each stores its change and its event in one transaction, then publishes the event.
+//! The write side's HTTP commands: `POST /orders` and `POST /orders/{id}/{change}` (see
+//! [`routes`]). Each stores its change and its event in one transaction, then publishes the
+//! event.
 
-mod status;
+mod headers;
+mod pipeline;
+mod routes;
 
-use lambda_http::http::{header, HeaderValue, Method};
+use lambda_http::http::HeaderValue;
 use lambda_http::{Body, Request, RequestExt, Response};
-use orders::domain::access::{AccessPolicy, Caller};
-use orders::domain::validation::decode_request;
-use orders::http::{body_bytes, caller, json_response, problem_response};
+use orders::domain::access::AccessPolicy;
+use orders::http::{caller, problem_response};
 use orders::metrics::MetricSet;
-use orders::postgres::{CreateOutcome, DbError, IdempotencyClaim, OrderStore};
-use orders::problem::Problem;
+use orders::postgres::OrderStore;
 use orders::sns::EventPublisher;
-use orders::{Order, OrderEvent};
-use serde::Serialize;
+use orders::OrderEvent;
+use routes::{route, Route};
 use std::time::Duration;
 use tracing::Instrument;
 
@@ -23,7 +24,6 @@ pub const CORRELATION_HEADER: &str = "x-correlation-id";
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 /// Set on a response that replays the one stored with the idempotency key.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
-const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// The command side's dependencies, built once per process.
 #[derive(Clone)]
@@ -32,29 +32,6 @@ pub struct CommandApp {
     publisher: EventPublisher,
     idempotency_ttl: Duration,
     access: AccessPolicy,
-}
-
-/// An order as the write side returns it.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct OrderResponse<'a> {
-    order_id: String,
-    status: &'static str,
-    version: i64,
-    currency: &'a str,
-    total: i64,
-    lines: &'a [orders::OrderLine],
-    #[serde(with = "orders::domain::timestamp")]
-    created_at: time::OffsetDateTime,
-    #[serde(with = "orders::domain::timestamp")]
-    updated_at: time::OffsetDateTime,
-    history: &'a [orders::domain::order::StatusChange],
-}
-
-/// The routes this function serves.
-enum Route {
-    CreateOrder,
-    ChangeStatus(String),
 }
 
 impl CommandApp {
@@ -84,8 +61,8 @@ impl CommandApp {
             let caller = caller(&request, &self.access)?;
             match route {
                 Route::CreateOrder => self.create_order(&request, &caller, &correlation_id).await,
-                Route::ChangeStatus(id) => {
-                    self.change_status(&request, &caller, &id, &correlation_id)
+                Route::Change { id, route } => {
+                    self.change_order(&request, &caller, &id, route, &correlation_id)
                         .await
                 }
             }
@@ -98,55 +75,6 @@ impl CommandApp {
             response.headers_mut().insert(CORRELATION_HEADER, value);
         }
         response
-    }
-
-    async fn create_order(
-        &self,
-        request: &Request,
-        caller: &Caller,
-        correlation_id: &str,
-    ) -> Result<Response<Body>, Problem> {
-        check_content_type(request)?;
-        let key = idempotency_key(request)?;
-        let input = decode_request(body_bytes(request.body())).map_err(Problem::undecodable)?;
-        // The canonical form of the request: a retry must send the same order, whatever its
-        // whitespace or field order.
-        let canonical = serde_json::to_string(&input).map_err(|_| Problem::internal())?;
-        let order = input.validate().map_err(|errors| {
-            tracing::info!(fields = ?errors.iter().map(|e| &e.field).collect::<Vec<_>>(), "order rejected");
-            Problem::validation(errors)
-        })?;
-        caller.may_order_for(&order.customer.id).map_err(|denied| {
-            tracing::info!(reason = %denied, "order refused");
-            Problem::forbidden(denied)
-        })?;
-        tracing::Span::current().record("order_id", order.id.to_string());
-        let event = OrderEvent::created(&order, Some(correlation_id.to_string()));
-        let body = order_body(&order);
-        let scope = key_scope("POST /orders", caller);
-        let claim = key.as_deref().map(|key| IdempotencyClaim {
-            scope: &scope,
-            key,
-            request: &canonical,
-            ttl: self.idempotency_ttl,
-        });
-        let outcome = self
-            .orders
-            .create(&order, &event, claim.as_ref().map(|c| (c, &body)))
-            .await
-            .map_err(|err| storage_problem(&err))?;
-        match outcome {
-            CreateOutcome::Created => {
-                tracing::info!(order_id = %order.id, event_id = %event.event_id, total = order.total, "order created");
-                self.publish(&event).await;
-                Ok(order_response(201, &body, true, false))
-            }
-            CreateOutcome::Replayed(stored) => {
-                tracing::info!(order_id = %stored.order_id, "idempotent replay");
-                Ok(order_response(stored.status, &stored.body, true, true))
-            }
-            CreateOutcome::KeyReused => Err(key_reused()),
-        }
     }
 
     /// Publishes after commit. A failure leaves the event in the outbox, unpublished, for the
@@ -176,26 +104,6 @@ impl CommandApp {
     }
 }
 
-fn route(request: &Request) -> Result<Route, Problem> {
-    let path = request.uri().path().trim_end_matches('/');
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let route = match segments.as_slice() {
-        ["orders"] => Route::CreateOrder,
-        ["orders", id, "status"] => {
-            let id = request
-                .path_parameters_ref()
-                .and_then(|p| p.first("id"))
-                .unwrap_or(id);
-            Route::ChangeStatus(id.to_string())
-        }
-        _ => return Err(Problem::not_found(format!("No route for {path}"))),
-    };
-    if request.method() != Method::POST {
-        return Err(Problem::method_not_allowed(request.method().as_str()));
-    }
-    Ok(route)
-}
-
 /// One EMF line per request: created, replayed, rejected or failed.
 fn record_outcome(response: &Response<Body>) {
     let status = response.status().as_u16();
@@ -209,113 +117,6 @@ fn record_outcome(response: &Response<Body>) {
         )
         .count("CommandErrors", usize::from(status >= 500))
         .emit();
-}
-
-fn check_content_type(request: &Request) -> Result<(), Problem> {
-    let Some(value) = request.headers().get(header::CONTENT_TYPE) else {
-        return Ok(());
-    };
-    let text = value.to_str().unwrap_or("");
-    let media_type = text
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if media_type == "application/json" || media_type.ends_with("+json") {
-        Ok(())
-    } else {
-        Err(Problem::unsupported_media_type(text))
-    }
-}
-
-fn storage_problem(err: &DbError) -> Problem {
-    if err.is_unavailable() {
-        tracing::warn!(error = %err, "database unavailable");
-        Problem::unavailable("The order database is unavailable; retry shortly")
-    } else {
-        tracing::error!(error = %err, "order could not be stored");
-        Problem::internal()
-    }
-}
-
-fn key_reused() -> Problem {
-    Problem::new(
-        422,
-        "idempotency-key-reused",
-        "Idempotency key reused",
-        "This Idempotency-Key was already used with a different request",
-    )
-}
-
-fn order_body(order: &Order) -> serde_json::Value {
-    let body = OrderResponse {
-        order_id: order.id.to_string(),
-        status: order.status.as_str(),
-        version: order.version,
-        currency: &order.currency,
-        total: order.total,
-        lines: &order.lines,
-        created_at: order.created_at,
-        updated_at: order.updated_at,
-        history: &order.history,
-    };
-    serde_json::to_value(body).unwrap_or_default()
-}
-
-/// A response carrying an order body: its ETag (the version), and a Location when created.
-fn order_response(
-    status: u16,
-    body: &serde_json::Value,
-    created: bool,
-    replayed: bool,
-) -> Response<Body> {
-    let mut response = json_response(status, body);
-    let headers = response.headers_mut();
-    let id = body["orderId"].as_str().unwrap_or_default();
-    if created {
-        if let Ok(location) = HeaderValue::from_str(&format!("/orders/{id}")) {
-            headers.insert(header::LOCATION, location);
-        }
-    }
-    if let Some(version) = body["version"].as_i64() {
-        if let Ok(etag) = HeaderValue::from_str(&format!("\"{version}\"")) {
-            headers.insert(header::ETAG, etag);
-        }
-    }
-    if replayed {
-        headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
-    }
-    response
-}
-
-/// What an idempotency key is scoped to: the operation and the caller, so that one caller's
-/// keys never meet another's (nor reveal that they exist).
-fn key_scope(operation: &str, caller: &Caller) -> String {
-    let kind = if caller.is_staff() {
-        "staff"
-    } else {
-        "customer"
-    };
-    format!("{operation} {kind}:{}", caller.subject())
-}
-
-/// The `Idempotency-Key` header, when present: 1 to 255 visible ASCII characters.
-fn idempotency_key(request: &Request) -> Result<Option<String>, Problem> {
-    let Some(value) = request.headers().get(IDEMPOTENCY_HEADER) else {
-        return Ok(None);
-    };
-    let key = value.to_str().unwrap_or("").trim();
-    if key.is_empty()
-        || key.len() > MAX_IDEMPOTENCY_KEY
-        || !key.bytes().all(|b| b.is_ascii_graphic())
-    {
-        return Err(Problem::bad_request(
-            "invalid-idempotency-key",
-            format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
-        ));
-    }
-    Ok(Some(key.to_string()))
 }
 
 /// The Lambda request id of this invocation (API Gateway's request id outside Lambda).

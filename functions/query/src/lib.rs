@@ -121,9 +121,9 @@ impl QueryApp {
         let view = self.views.get(id).await.map_err(read_problem)?;
         // Another customer's order answers exactly like a missing one: ids cannot be probed.
         let view = view
-            .filter(|view| caller.may_read(&view.customer.id).is_ok())
+            .filter(|view| caller.may_read(&view.customer_id).is_ok())
             .ok_or_else(|| Problem::not_found(format!("Order {id} does not exist")))?;
-        let etag = format!("\"{}\"", view.version);
+        let etag = format!("\"{}\"", view.order.version);
         if if_none_match(request, &etag) {
             let mut response = Response::new(Body::Empty);
             *response.status_mut() = StatusCode::NOT_MODIFIED;
@@ -220,16 +220,15 @@ impl QueryApp {
     }
 }
 
+/// 503 (with `Retry-After`) only when a retry can help; a permanent fault (denied access, a
+/// missing table, an unreadable item) is a 500 and an error in the log.
 fn read_problem(err: ViewStoreError) -> Problem {
-    match err {
-        ViewStoreError::Dynamo(_) => {
-            tracing::warn!(error = %err, "read failed");
-            Problem::unavailable("The order store is unavailable; retry shortly")
-        }
-        _ => {
-            tracing::error!(error = %err, "stored view unreadable");
-            Problem::internal()
-        }
+    if err.is_transient() {
+        tracing::warn!(error = %err, "read failed");
+        Problem::unavailable("The order store is unavailable; retry shortly")
+    } else {
+        tracing::error!(error = %err, "read failed on a permanent fault");
+        Problem::internal()
     }
 }
 

@@ -123,6 +123,9 @@ impl Projector {
             Err(err @ ProjectionError::Decode(_)) | Err(err @ ProjectionError::NoBody) => {
                 tracing::error!(error = %err, "record rejected")
             }
+            Err(ProjectionError::Store(err)) if !err.is_transient() => {
+                tracing::error!(error = %err, "record failed on a permanent fault; it is retried until it lands in the dead-letter queue")
+            }
             Err(err) => tracing::warn!(error = %err, "record failed; it will be retried"),
         }
         result

@@ -3,7 +3,7 @@
 //! Every event carries the full order snapshot at its version, so the projection never needs
 //! earlier events: a lost or reordered intermediate event cannot leave a wrong final state.
 
-use super::order::{Order, OrderId, OrderStatus};
+use super::order::{Order, OrderId};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -18,24 +18,30 @@ pub enum EventType {
     /// Any status change but a cancellation.
     OrderStatusChanged,
     OrderCancelled,
+    /// The delivery address was set or replaced.
+    ShippingAddressChanged,
 }
 
 impl EventType {
+    /// Every event type, for parsing and for tests.
+    pub const ALL: [EventType; 4] = [
+        Self::OrderCreated,
+        Self::OrderStatusChanged,
+        Self::OrderCancelled,
+        Self::ShippingAddressChanged,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::OrderCreated => "OrderCreated",
             Self::OrderStatusChanged => "OrderStatusChanged",
             Self::OrderCancelled => "OrderCancelled",
+            Self::ShippingAddressChanged => "ShippingAddressChanged",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
-        match s {
-            "OrderCreated" => Some(Self::OrderCreated),
-            "OrderStatusChanged" => Some(Self::OrderStatusChanged),
-            "OrderCancelled" => Some(Self::OrderCancelled),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
     }
 }
 
@@ -59,20 +65,11 @@ pub struct OrderEvent {
 impl OrderEvent {
     /// The event that records a newly placed order.
     pub fn created(order: &Order, correlation_id: Option<String>) -> Self {
-        Self::of(EventType::OrderCreated, order, correlation_id)
+        Self::new(EventType::OrderCreated, order, correlation_id)
     }
 
-    /// The event that records the order's latest status change.
-    pub fn status_changed(order: &Order, correlation_id: Option<String>) -> Self {
-        let event_type = if order.status == OrderStatus::Cancelled {
-            EventType::OrderCancelled
-        } else {
-            EventType::OrderStatusChanged
-        };
-        Self::of(event_type, order, correlation_id)
-    }
-
-    fn of(event_type: EventType, order: &Order, correlation_id: Option<String>) -> Self {
+    /// The event of this type that records `order` as it now stands.
+    pub fn new(event_type: EventType, order: &Order, correlation_id: Option<String>) -> Self {
         Self {
             event_id: Uuid::now_v7(),
             event_type,
@@ -177,6 +174,28 @@ pub(crate) mod tests {
         assert_eq!(event.order_id, event.order.id);
         assert_eq!(event.order_version, 1);
         assert_eq!(event.schema_version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn event_types_round_trip_through_their_names() {
+        for t in EventType::ALL {
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+        }
+    }
+
+    #[test]
+    fn events_written_before_the_shipping_address_still_decode() {
+        // The snapshot as the first release wrote it: `id`, and no `shippingAddress`.
+        let event = sample_event();
+        let mut value = serde_json::to_value(&event).unwrap();
+        let order = value["order"].as_object_mut().unwrap();
+        let id = order.remove("orderId").unwrap();
+        order.insert("id".into(), id);
+        assert!(order.get("shippingAddress").is_none());
+        let decoded = decode_message(&value.to_string()).unwrap();
+        assert_eq!(decoded, event);
+        assert_eq!(decoded.order.shipping_address, None);
     }
 
     #[test]

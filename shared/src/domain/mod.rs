@@ -1,6 +1,7 @@
 //! The pure core: no I/O, no clients, only data and rules.
 
 pub mod access;
+pub mod command;
 pub mod event;
 pub mod order;
 pub mod receipt;

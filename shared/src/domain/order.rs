@@ -161,10 +161,30 @@ pub struct IllegalTransition {
     pub to: &'static str,
 }
 
-/// An order: the write model's aggregate and the snapshot every event carries.
+/// Where an order is to be delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShippingAddress {
+    /// Who receives the parcel.
+    pub recipient: String,
+    pub line1: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line2: Option<String>,
+    pub city: String,
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2 code, for example `DE`.
+    pub country: String,
+}
+
+/// An order: the write model's aggregate, the snapshot every event carries, the body of every
+/// command response and the core of the read model's view. A field is declared here once.
+/// Fields added after the first release carry `#[serde(default)]`, so that events and stored
+/// views written before them still decode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Order {
+    /// Written as `orderId`; events written before that named it `id`.
+    #[serde(rename = "orderId", alias = "id")]
     pub id: OrderId,
     pub customer: Customer,
     /// ISO 4217 code, for example `EUR`.
@@ -182,6 +202,9 @@ pub struct Order {
     /// Every status change, oldest first.
     #[serde(default)]
     pub history: Vec<StatusChange>,
+    /// Where to deliver, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping_address: Option<ShippingAddress>,
 }
 
 impl Order {
@@ -199,10 +222,8 @@ impl Order {
                 to: to.as_str(),
             });
         }
-        let mut next = self.clone();
-        next.version += 1;
+        let mut next = self.next_version(at);
         next.status = to;
-        next.updated_at = at;
         next.history.push(StatusChange {
             from: self.status,
             to,
@@ -211,6 +232,14 @@ impl Order {
             reason,
         });
         Ok(next)
+    }
+
+    /// A copy at the next version, changed at `at`: the start of every change.
+    pub fn next_version(&self, at: OffsetDateTime) -> Order {
+        let mut next = self.clone();
+        next.version += 1;
+        next.updated_at = at;
+        next
     }
 }
 
@@ -293,6 +322,7 @@ mod tests {
             created_at: at,
             updated_at: at,
             history: vec![],
+            shipping_address: None,
         };
         let confirmed = order.with_status(OrderStatus::Confirmed, at, None).unwrap();
         assert_eq!(

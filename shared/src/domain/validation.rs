@@ -1,7 +1,7 @@
 //! Turning an untrusted `POST /orders` body into a valid [`Order`], or into a list of field
 //! errors that say exactly what is wrong.
 
-use super::order::{now_micros, Customer, Order, OrderId, OrderLine, OrderStatus};
+use super::order::{now_micros, Customer, Order, OrderId, OrderLine, OrderStatus, ShippingAddress};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +14,10 @@ pub const MAX_UNIT_PRICE: i64 = 100_000_000_000;
 const MAX_ID_CHARS: usize = 64;
 const MAX_NAME_CHARS: usize = 200;
 const MAX_EMAIL_CHARS: usize = 254;
-const MAX_REASON_CHARS: usize = 500;
+/// The longest reason a status change may carry.
+pub(crate) const MAX_REASON_CHARS: usize = 500;
+const MAX_ADDRESS_LINE_CHARS: usize = 200;
+const MAX_POSTAL_CODE_CHARS: usize = 20;
 
 /// The body of `POST /orders`, as the client sent it. Unknown fields are rejected so that a
 /// misspelt field is reported instead of silently ignored.
@@ -24,6 +27,8 @@ pub struct CreateOrderRequest {
     pub customer: CustomerInput,
     pub currency: String,
     pub lines: Vec<LineInput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping_address: Option<ShippingAddress>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -125,7 +130,8 @@ fn strip_position(err: &serde_json::Error) -> String {
     }
 }
 
-fn check_text(
+/// Adds an error when `value` is blank, longer than `max` characters or has control characters.
+pub(crate) fn check_text(
     errors: &mut Vec<FieldError>,
     field: impl FnOnce() -> String,
     value: &str,
@@ -187,6 +193,47 @@ fn check_currency(errors: &mut Vec<FieldError>, code: &str) {
     }
 }
 
+/// Checks a delivery address whose fields sit under `prefix` (for example `shippingAddress.`)
+/// and returns it trimmed.
+pub fn check_address(
+    errors: &mut Vec<FieldError>,
+    prefix: &str,
+    address: &ShippingAddress,
+) -> ShippingAddress {
+    let texts = [
+        ("recipient", &address.recipient, MAX_NAME_CHARS),
+        ("line1", &address.line1, MAX_ADDRESS_LINE_CHARS),
+        ("city", &address.city, MAX_NAME_CHARS),
+        ("postalCode", &address.postal_code, MAX_POSTAL_CODE_CHARS),
+    ];
+    for (name, value, max) in texts {
+        check_text(errors, || format!("{prefix}{name}"), value, max);
+    }
+    if let Some(line2) = &address.line2 {
+        check_text(
+            errors,
+            || format!("{prefix}line2"),
+            line2,
+            MAX_ADDRESS_LINE_CHARS,
+        );
+    }
+    if address.country.len() != 2 || !address.country.bytes().all(|b| b.is_ascii_uppercase()) {
+        errors.push(FieldError::new(
+            format!("{prefix}country"),
+            "must be an ISO 3166-1 alpha-2 code such as DE",
+        ));
+    }
+    let trim = |text: &String| text.trim().to_string();
+    ShippingAddress {
+        recipient: trim(&address.recipient),
+        line1: trim(&address.line1),
+        line2: address.line2.as_ref().map(trim),
+        city: trim(&address.city),
+        postal_code: trim(&address.postal_code),
+        country: address.country.clone(),
+    }
+}
+
 impl CreateOrderRequest {
     /// Checks every rule and, when all hold, builds the new order (version 1, `PENDING`) with
     /// the line totals and order total computed here, never taken from the client.
@@ -206,6 +253,10 @@ impl CreateOrderRequest {
         );
         check_email(&mut errors, &self.customer.email);
         check_currency(&mut errors, &self.currency);
+        let shipping_address = self
+            .shipping_address
+            .as_ref()
+            .map(|address| check_address(&mut errors, "shippingAddress.", address));
 
         if self.lines.is_empty() {
             errors.push(FieldError::new("lines", "must contain at least one line"));
@@ -290,41 +341,8 @@ impl CreateOrderRequest {
             created_at: now,
             updated_at: now,
             history: Vec::new(),
+            shipping_address,
         })
-    }
-}
-
-/// The body of `POST /orders/{id}/status`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ChangeStatusRequest {
-    pub status: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-impl ChangeStatusRequest {
-    /// The target status and the trimmed reason, or what is wrong with them.
-    pub fn validate(&self) -> Result<(OrderStatus, Option<String>), Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let status = self.status.parse::<OrderStatus>().map_err(|_| {
-            FieldError::new(
-                "status",
-                "must be one of PENDING, CONFIRMED, SHIPPED, DELIVERED, CANCELLED",
-            )
-        });
-        if let Err(e) = &status {
-            errors.push(e.clone());
-        }
-        if let Some(reason) = &self.reason {
-            check_text(&mut errors, || "reason".into(), reason, MAX_REASON_CHARS);
-        }
-        match status {
-            Ok(status) if errors.is_empty() => {
-                Ok((status, self.reason.as_ref().map(|r| r.trim().to_string())))
-            }
-            _ => Err(errors),
-        }
     }
 }
 
@@ -479,25 +497,25 @@ mod tests {
     }
 
     #[test]
-    fn status_requests_name_the_bad_field() {
-        let ok: ChangeStatusRequest =
-            decode_body(br#"{"status":"SHIPPED","reason":" tracking 42 "}"#).unwrap();
+    fn an_optional_shipping_address_is_checked_and_trimmed() {
+        let mut body = valid_body();
+        body["shippingAddress"] = json!({"recipient": " Ada ", "line1": "1 Engine Way",
+            "city": "London", "postalCode": "N1 9GU", "country": "GB"});
+        let order = decode(&body).unwrap().validate().unwrap();
+        let address = order.shipping_address.unwrap();
+        assert_eq!((address.recipient.as_str(), address.line2), ("Ada", None));
+        body["shippingAddress"]["country"] = json!("gb");
+        body["shippingAddress"]["city"] = json!(" ");
+        let fields: Vec<_> = field_errors(body).into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["shippingAddress.city", "shippingAddress.country"]);
         assert_eq!(
-            ok.validate().unwrap(),
-            (OrderStatus::Shipped, Some("tracking 42".into()))
+            decode(&valid_body())
+                .unwrap()
+                .validate()
+                .unwrap()
+                .shipping_address,
+            None
         );
-        let bad: ChangeStatusRequest = decode_body(br#"{"status":"LOST","reason":""}"#).unwrap();
-        let fields: Vec<_> = bad
-            .validate()
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.field)
-            .collect();
-        assert_eq!(fields, ["status", "reason"]);
-        assert!(matches!(
-            decode_body::<ChangeStatusRequest>(br#"{"state":"SHIPPED"}"#),
-            Err(DecodeError::Field(_))
-        ));
     }
 
     #[test]

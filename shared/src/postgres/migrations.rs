@@ -12,25 +12,9 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-/// Every migration, in the order it must be applied. A test checks this list against the
-/// files in `migrations/`.
-pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "0001_orders.sql",
-        sql: include_str!("../../../migrations/0001_orders.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "0002_idempotency_keys.sql",
-        sql: include_str!("../../../migrations/0002_idempotency_keys.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "0003_order_status_history.sql",
-        sql: include_str!("../../../migrations/0003_order_status_history.sql"),
-    },
-];
+/// Every migration, in the order it must be applied: each `.sql` file in `migrations/`, listed
+/// by `shared/build.rs`. A test checks the numbering.
+pub const MIGRATIONS: &[Migration] = include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
 /// Any number of processes may call this at once: they serialize on a transaction-scoped
 /// advisory lock. Returns the names of the migrations this call applied (empty when the

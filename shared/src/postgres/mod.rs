@@ -5,10 +5,7 @@ mod migrations;
 mod orders;
 
 pub use migrations::{migrate, Migration, MIGRATIONS};
-pub use orders::{
-    CreateOutcome, IdempotencyClaim, OrderStore, OutboxEntry, StoredOrder, StoredResponse,
-    UpdateOutcome,
-};
+pub use orders::{Change, IdempotencyClaim, Keyed, OrderStore, Outcome, StoredOrder};
 
 use crate::config::{DbConfig, DbPassword, SslMode};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
@@ -26,8 +23,15 @@ pub enum DbError {
     Timeout(Duration),
     #[error("database error: {0}")]
     Query(tokio_postgres::Error),
+    /// The connection settings, TLS roots or credentials are unusable: fix the deployment.
     #[error("database configuration: {0}")]
     Config(String),
+    /// A stored row cannot be read as the domain model (for example an unknown status).
+    #[error("stored data is not a valid order: {0}")]
+    Corrupt(String),
+    /// A row changed although this transaction held its lock: a broken invariant.
+    #[error("lost update: {0}")]
+    LostUpdate(String),
     #[error("migration {name} failed: {reason}")]
     Migration { name: String, reason: String },
 }

@@ -1,19 +1,26 @@
-//! The order store: orders, their lines and the outbox, written together in one transaction.
+//! The order store: an order's row, lines and history, its outbox event and the idempotency
+//! key of the command that wrote it, all in one transaction. No HTTP here: the outcome kept
+//! with a key is opaque to the store.
 
 use super::{bounded, DbError};
-use crate::domain::event::OrderEvent;
-use crate::domain::order::{Customer, Order, OrderId, OrderLine, OrderStatus, StatusChange};
-use deadpool_postgres::{GenericClient, Pool};
+use crate::domain::command::Decision;
+use crate::domain::order::{Customer, Order, OrderId, OrderLine, ShippingAddress, StatusChange};
+use deadpool_postgres::{GenericClient, Pool, Transaction};
 use std::collections::HashMap;
 use std::time::Duration;
-use time::OffsetDateTime;
-use tokio_postgres::types::Json;
+use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::Row;
 use uuid::Uuid;
 
-/// A client's idempotency key for one command, and the response to keep with it.
+type Param<'a> = &'a (dyn ToSql + Sync);
+
+/// How often a keyed write starts over when a concurrent request with the same key won.
+const CLAIM_ATTEMPTS: usize = 3;
+
+/// A client's idempotency key for one command.
 #[derive(Debug, Clone)]
 pub struct IdempotencyClaim<'a> {
-    /// What the key is scoped to (the operation, later also the caller).
+    /// What the key is scoped to (the operation and the caller).
     pub scope: &'a str,
     pub key: &'a str,
     /// The canonical request text: a retry must match it exactly.
@@ -21,36 +28,33 @@ pub struct IdempotencyClaim<'a> {
     pub ttl: Duration,
 }
 
-/// A response stored with an idempotency key.
+/// What the caller keeps with a key and gets back on a replay. Opaque to the store.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StoredResponse {
-    pub status: u16,
+pub struct Outcome {
+    pub code: i16,
     pub body: serde_json::Value,
-    pub order_id: Uuid,
 }
 
-/// What an update did.
+/// What a write with an optional idempotency key did.
 #[derive(Debug, Clone, PartialEq)]
-pub enum UpdateOutcome<R> {
-    /// The order changed; here is the event recorded with it (carrying the new state).
-    Updated(Box<OrderEvent>),
+pub enum Keyed<T> {
+    /// The write ran (no key, or a fresh one).
+    Fresh(T),
+    /// The key was used before with the same request: the outcome kept with it.
+    Replayed(Outcome),
+    /// The key was used before with a different request.
+    KeyReused,
+}
+
+/// What a change to an existing order did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change<R> {
+    /// Stored: the new order and its event.
+    Changed(Box<Decision>),
     /// The decision refused the change; nothing was written.
-    Rejected(R),
+    Refused(R),
+    /// No such order, or none this caller may see.
     NotFound,
-    /// The key was used before with the same request: here is the original response.
-    Replayed(StoredResponse),
-    /// The key was used before with a different request.
-    KeyReused,
-}
-
-/// What a create did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CreateOutcome {
-    Created,
-    /// The key was used before with the same request: here is the original response.
-    Replayed(StoredResponse),
-    /// The key was used before with a different request.
-    KeyReused,
 }
 
 /// An order read back from the write model, with the id of the event that produced its
@@ -59,17 +63,6 @@ pub enum CreateOutcome {
 pub struct StoredOrder {
     pub order: Order,
     pub last_event_id: Option<Uuid>,
-}
-
-/// One outbox row, as the relay and the tests see it.
-#[derive(Debug, Clone)]
-pub struct OutboxEntry {
-    pub event_id: Uuid,
-    pub order_id: Uuid,
-    pub event_type: String,
-    pub order_version: i64,
-    pub payload: serde_json::Value,
-    pub published_at: Option<OffsetDateTime>,
 }
 
 /// PostgreSQL access for the write side. Every operation is bounded by `op_timeout`.
@@ -88,33 +81,34 @@ impl OrderStore {
         &self.pool
     }
 
-    /// Inserts a new order, its lines and its `OrderCreated` outbox row atomically, together
-    /// with the idempotency key when there is one. Two concurrent requests with one key
-    /// serialize on the key's primary key: exactly one creates, the other replays.
+    /// Inserts a new order, its lines and its event atomically, together with the key and
+    /// `outcome` when there is a key. Two concurrent requests with one key serialize on the
+    /// key's primary key: exactly one creates, the other replays.
     pub async fn create(
         &self,
-        order: &Order,
-        event: &OrderEvent,
-        claim: Option<(&IdempotencyClaim<'_>, &serde_json::Value)>,
-    ) -> Result<CreateOutcome, DbError> {
+        placed: &Decision,
+        claim: Option<(&IdempotencyClaim<'_>, &Outcome)>,
+    ) -> Result<Keyed<()>, DbError> {
+        let order = &placed.order;
         bounded(self.op_timeout, async {
             let mut client = self.pool.get().await?;
-            for _ in 0..3 {
+            for _ in 0..CLAIM_ATTEMPTS {
                 let tx = client.transaction().await?;
-                if let Some((claim, response)) = claim {
-                    if !claim_key(&tx, claim, order.id.as_uuid(), 201, response).await? {
+                if let Some((claim, outcome)) = claim {
+                    if !claim_key(&tx, claim, order.id, outcome).await? {
                         tx.rollback().await?;
-                        match stored_response(&client, claim).await? {
-                            Some(outcome) => return Ok(outcome),
+                        match kept_outcome(&client, claim).await? {
+                            Some(found) => return Ok(found),
                             // Expired and swept between the two statements: claim again.
                             None => continue,
                         }
                     }
                 }
-                insert_order(&tx, order).await?;
-                insert_outbox(&tx, event).await?;
+                write_order_row(&tx, order, None).await?;
+                insert_lines(&tx, order).await?;
+                insert_outbox(&tx, placed).await?;
                 tx.commit().await?;
-                return Ok(CreateOutcome::Created);
+                return Ok(Keyed::Fresh(()));
             }
             Err(DbError::Unavailable(
                 "idempotency key kept changing under this request".into(),
@@ -123,85 +117,61 @@ impl OrderStore {
         .await
     }
 
-    /// Changes one order under a row lock. `decide` sees the current order and returns the new
-    /// state, its event and the response to keep with the idempotency key, or a refusal.
-    /// The order row, its history, the outbox event and the key are written in one
-    /// transaction.
-    pub async fn update<R>(
+    /// Changes one order under a row lock. Only a row `visible_to` that owner (any row for
+    /// `None`) is read or locked, so a caller can neither learn of nor block an order they may
+    /// not see. `decide` sees the current order and returns the decision with the outcome to
+    /// keep with the key, or a refusal. The whole row, the new history, the event and the key
+    /// are written in one transaction.
+    pub async fn change<R>(
         &self,
         id: OrderId,
+        visible_to: Option<&str>,
         claim: Option<&IdempotencyClaim<'_>>,
-        decide: impl Fn(&Order) -> Result<(Order, OrderEvent, u16, serde_json::Value), R>,
-    ) -> Result<UpdateOutcome<R>, DbError> {
+        decide: impl Fn(&Order) -> Result<(Decision, Outcome), R>,
+    ) -> Result<Keyed<Change<R>>, DbError> {
         bounded(self.op_timeout, async {
             let mut client = self.pool.get().await?;
-            for _ in 0..3 {
+            for _ in 0..CLAIM_ATTEMPTS {
                 let tx = client.transaction().await?;
-                let current = fetch_orders(&tx, "WHERE o.id = $1 FOR UPDATE OF o", &[&id.as_uuid()]).await?;
-                let Some(current) = current.into_iter().next() else {
-                    return Ok(UpdateOutcome::NotFound);
+                let clause = "WHERE o.id = $1 AND ($2::text IS NULL OR o.customer_id = $2)
+                              FOR UPDATE OF o";
+                let found = fetch_orders(&tx, clause, &[&id.as_uuid(), &visible_to]).await?;
+                let Some(current) = found.into_iter().next() else {
+                    return Ok(Keyed::Fresh(Change::NotFound));
                 };
                 // Checked under the row lock, so a concurrent request with the same key that
                 // committed first is seen here and replayed.
                 if let Some(claim) = claim {
-                    match stored_response(&tx, claim).await? {
-                        Some(CreateOutcome::Replayed(r)) => return Ok(UpdateOutcome::Replayed(r)),
-                        Some(_) => return Ok(UpdateOutcome::KeyReused),
-                        None => {}
+                    if let Some(found) = kept_outcome(&tx, claim).await? {
+                        return Ok(found);
                     }
                 }
-                let (next, event, status, response) = match decide(&current.order) {
+                let (decision, outcome) = match decide(&current.order) {
                     Ok(decided) => decided,
-                    Err(refusal) => return Ok(UpdateOutcome::Rejected(refusal)),
+                    Err(refusal) => return Ok(Keyed::Fresh(Change::Refused(refusal))),
                 };
                 if let Some(claim) = claim {
-                    if !claim_key(&tx, claim, id.as_uuid(), status, &response).await? {
-                        // A concurrent request with the same key won: replay its response.
+                    if !claim_key(&tx, claim, id, &outcome).await? {
+                        // A concurrent request with the same key won: replay its outcome.
                         tx.rollback().await?;
                         continue;
                     }
                 }
-                let updated = tx
-                    .execute(
-                        "UPDATE orders SET status = $2, version = $3, updated_at = $4
-                         WHERE id = $1 AND version = $5",
-                        &[
-                            &id.as_uuid(),
-                            &next.status.as_str(),
-                            &next.version,
-                            &next.updated_at,
-                            &current.order.version,
-                        ],
-                    )
-                    .await?;
-                if updated != 1 {
-                    return Err(DbError::Config(format!("order {id} changed under its row lock")));
-                }
-                for change in next.history.iter().filter(|c| c.version > current.order.version) {
-                    tx.execute(
-                        "INSERT INTO order_status_history (order_id, version, from_status, to_status, changed_at, reason)
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                        &[
-                            &id.as_uuid(),
-                            &change.version,
-                            &change.from.as_str(),
-                            &change.to.as_str(),
-                            &change.at,
-                            &change.reason,
-                        ],
-                    )
-                    .await?;
-                }
-                insert_outbox(&tx, &event).await?;
+                let previous = current.order.version;
+                write_order_row(&tx, &decision.order, Some(previous)).await?;
+                insert_history(&tx, &decision.order, previous).await?;
+                insert_outbox(&tx, &decision).await?;
                 tx.commit().await?;
-                return Ok(UpdateOutcome::Updated(Box::new(event)));
+                return Ok(Keyed::Fresh(Change::Changed(Box::new(decision))));
             }
-            Err(DbError::Unavailable("idempotency key kept changing under this request".into()))
+            Err(DbError::Unavailable(
+                "idempotency key kept changing under this request".into(),
+            ))
         })
         .await
     }
 
-    /// One order with its lines.
+    /// One order with its lines and history.
     pub async fn load(&self, id: OrderId) -> Result<Option<StoredOrder>, DbError> {
         bounded(self.op_timeout, async {
             let client = self.pool.get().await?;
@@ -217,12 +187,8 @@ impl OrderStore {
         bounded(self.op_timeout, async {
             let client = self.pool.get().await?;
             let after = after.unwrap_or(Uuid::nil());
-            fetch_orders(
-                &client,
-                "WHERE o.id > $1 ORDER BY o.id LIMIT $2",
-                &[&after, &limit as &(dyn tokio_postgres::types::ToSql + Sync)],
-            )
-            .await
+            let clause = "WHERE o.id > $1 ORDER BY o.id LIMIT $2";
+            fetch_orders(&client, clause, &[&after, &limit]).await
         })
         .await
     }
@@ -257,41 +223,14 @@ impl OrderStore {
         })
         .await
     }
-
-    /// The outbox rows of one order, oldest first.
-    pub async fn outbox_for(&self, order_id: Uuid) -> Result<Vec<OutboxEntry>, DbError> {
-        bounded(self.op_timeout, async {
-            let client = self.pool.get().await?;
-            let rows = client
-                .query(
-                    "SELECT event_id, order_id, event_type, order_version, payload, published_at
-                     FROM outbox WHERE order_id = $1 ORDER BY order_version",
-                    &[&order_id],
-                )
-                .await?;
-            Ok(rows
-                .iter()
-                .map(|r| OutboxEntry {
-                    event_id: r.get(0),
-                    order_id: r.get(1),
-                    event_type: r.get(2),
-                    order_version: r.get(3),
-                    payload: r.get::<_, Json<serde_json::Value>>(4).0,
-                    published_at: r.get(5),
-                })
-                .collect())
-        })
-        .await
-    }
 }
 
 /// Inserts the key, or takes over an expired one. False when a live key already exists.
 async fn claim_key(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &Transaction<'_>,
     claim: &IdempotencyClaim<'_>,
-    order_id: Uuid,
-    status: u16,
-    response: &serde_json::Value,
+    order_id: OrderId,
+    outcome: &Outcome,
 ) -> Result<bool, DbError> {
     let row = tx
         .query_opt(
@@ -308,9 +247,9 @@ async fn claim_key(
                 &claim.scope,
                 &claim.key,
                 &claim.request,
-                &order_id,
-                &(status as i16),
-                &Json(response),
+                &order_id.as_uuid(),
+                &outcome.code,
+                &Json(&outcome.body),
                 &claim.ttl.as_secs_f64(),
             ],
         )
@@ -318,52 +257,80 @@ async fn claim_key(
     Ok(row.is_some())
 }
 
-async fn stored_response(
+/// What a live key holds: the kept outcome when the request matches, else `KeyReused`.
+async fn kept_outcome<T>(
     client: &impl GenericClient,
     claim: &IdempotencyClaim<'_>,
-) -> Result<Option<CreateOutcome>, DbError> {
+) -> Result<Option<Keyed<T>>, DbError> {
     let row = client
         .query_opt(
-            "SELECT request_hash = md5($3), status_code, response_body, order_id
+            "SELECT request_hash = md5($3) AS same_request, status_code, response_body
              FROM idempotency_keys WHERE scope = $1 AND key = $2 AND expires_at > now()",
             &[&claim.scope, &claim.key, &claim.request],
         )
         .await?;
     Ok(row.map(|row| {
-        if row.get::<_, bool>(0) {
-            CreateOutcome::Replayed(StoredResponse {
-                status: row.get::<_, i16>(1) as u16,
-                body: row.get::<_, Json<serde_json::Value>>(2).0,
-                order_id: row.get(3),
+        if row.get("same_request") {
+            Keyed::Replayed(Outcome {
+                code: row.get("status_code"),
+                body: row.get::<_, Json<serde_json::Value>>("response_body").0,
             })
         } else {
-            CreateOutcome::KeyReused
+            Keyed::KeyReused
         }
     }))
 }
 
-async fn insert_order(
-    tx: &deadpool_postgres::Transaction<'_>,
+/// The `orders` columns, in the order of the values [`write_order_row`] binds.
+const ORDER_COLUMNS: &str = "id, customer_id, customer_name, customer_email, currency, total, \
+                             status, version, created_at, updated_at, shipping_address";
+
+/// Writes the whole row of `order`: inserted when `replaces` is `None`, else updated from the
+/// version `replaces` (which the caller holds locked).
+async fn write_order_row(
+    tx: &Transaction<'_>,
     order: &Order,
+    replaces: Option<i64>,
 ) -> Result<(), DbError> {
-    tx.execute(
-        "INSERT INTO orders (id, customer_id, customer_name, customer_email, currency,
-                             total, status, version, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        &[
-            &order.id.as_uuid(),
-            &order.customer.id,
-            &order.customer.name,
-            &order.customer.email,
-            &order.currency,
-            &order.total,
-            &order.status.as_str(),
-            &order.version,
-            &order.created_at,
-            &order.updated_at,
-        ],
-    )
-    .await?;
+    let id = order.id.as_uuid();
+    let status = order.status.as_str();
+    let shipping_address = order.shipping_address.as_ref().map(Json);
+    let row: [Param; 11] = [
+        &id,
+        &order.customer.id,
+        &order.customer.name,
+        &order.customer.email,
+        &order.currency,
+        &order.total,
+        &status,
+        &order.version,
+        &order.created_at,
+        &order.updated_at,
+        &shipping_address,
+    ];
+    let mut values = row.to_vec();
+    let placeholders: Vec<String> = (1..=values.len()).map(|i| format!("${i}")).collect();
+    let placeholders = placeholders.join(", ");
+    let Some(previous) = replaces.as_ref() else {
+        let sql = format!("INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({placeholders})");
+        tx.execute(&sql, &values).await?;
+        return Ok(());
+    };
+    values.push(previous);
+    let sql = format!(
+        "UPDATE orders SET ({ORDER_COLUMNS}) = ({placeholders}) WHERE id = $1 AND version = ${}",
+        values.len()
+    );
+    if tx.execute(&sql, &values).await? != 1 {
+        return Err(DbError::LostUpdate(format!(
+            "order {} changed under its row lock",
+            order.id
+        )));
+    }
+    Ok(())
+}
+
+async fn insert_lines(tx: &Transaction<'_>, order: &Order) -> Result<(), DbError> {
     let line_nos: Vec<i32> = (1..=order.lines.len() as i32).collect();
     let skus: Vec<&str> = order.lines.iter().map(|l| l.sku.as_str()).collect();
     let names: Vec<&str> = order.lines.iter().map(|l| l.name.as_str()).collect();
@@ -379,97 +346,28 @@ async fn insert_order(
     Ok(())
 }
 
-/// Orders (with lines and their latest event id) matching a clause over `orders o`.
-async fn fetch_orders(
-    client: &impl GenericClient,
-    clause: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> Result<Vec<StoredOrder>, DbError> {
-    let rows = client
-        .query(
-            &format!(
-                "SELECT o.id, o.customer_id, o.customer_name, o.customer_email, o.currency::text,
-                        o.total, o.status, o.version, o.created_at, o.updated_at,
-                        (SELECT e.event_id FROM outbox e
-                          WHERE e.order_id = o.id AND e.order_version = o.version)
-                 FROM orders o {clause}"
-            ),
-            params,
+/// The status changes `order` gained after version `previous`.
+async fn insert_history(tx: &Transaction<'_>, order: &Order, previous: i64) -> Result<(), DbError> {
+    for change in order.history.iter().filter(|c| c.version > previous) {
+        tx.execute(
+            "INSERT INTO order_status_history (order_id, version, from_status, to_status, changed_at, reason)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &order.id.as_uuid(),
+                &change.version,
+                &change.from.as_str(),
+                &change.to.as_str(),
+                &change.at,
+                &change.reason,
+            ],
         )
         .await?;
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
-    let line_rows = client
-        .query(
-            "SELECT order_id, sku, name, quantity, unit_price, line_total
-             FROM order_lines WHERE order_id = ANY($1) ORDER BY order_id, line_no",
-            &[&ids],
-        )
-        .await?;
-    let history_rows = client
-        .query(
-            "SELECT order_id, version, from_status, to_status, changed_at, reason
-             FROM order_status_history WHERE order_id = ANY($1) ORDER BY order_id, version",
-            &[&ids],
-        )
-        .await?;
-    let mut history: HashMap<Uuid, Vec<StatusChange>> = HashMap::new();
-    for r in &history_rows {
-        let parse = |i: usize| {
-            r.get::<_, String>(i)
-                .parse::<OrderStatus>()
-                .map_err(DbError::Config)
-        };
-        history.entry(r.get(0)).or_default().push(StatusChange {
-            version: r.get(1),
-            from: parse(2)?,
-            to: parse(3)?,
-            at: r.get(4),
-            reason: r.get(5),
-        });
     }
-    let mut lines: HashMap<Uuid, Vec<OrderLine>> = HashMap::new();
-    for r in &line_rows {
-        lines.entry(r.get(0)).or_default().push(OrderLine {
-            sku: r.get(1),
-            name: r.get(2),
-            quantity: r.get(3),
-            unit_price: r.get(4),
-            line_total: r.get(5),
-        });
-    }
-    rows.iter()
-        .map(|r| {
-            let id: Uuid = r.get(0);
-            let status: String = r.get(6);
-            Ok(StoredOrder {
-                order: Order {
-                    id: id.into(),
-                    customer: Customer {
-                        id: r.get(1),
-                        name: r.get(2),
-                        email: r.get(3),
-                    },
-                    currency: r.get(4),
-                    lines: lines.remove(&id).unwrap_or_default(),
-                    total: r.get(5),
-                    status: status
-                        .parse()
-                        .map_err(|e: String| DbError::Config(format!("order {id}: {e}")))?,
-                    version: r.get(7),
-                    created_at: r.get(8),
-                    updated_at: r.get(9),
-                    history: history.remove(&id).unwrap_or_default(),
-                },
-                last_event_id: r.get(10),
-            })
-        })
-        .collect()
+    Ok(())
 }
 
-async fn insert_outbox(
-    tx: &deadpool_postgres::Transaction<'_>,
-    event: &OrderEvent,
-) -> Result<(), DbError> {
+async fn insert_outbox(tx: &Transaction<'_>, decision: &Decision) -> Result<(), DbError> {
+    let event = &decision.event;
     tx.execute(
         "INSERT INTO outbox (event_id, order_id, event_type, order_version, occurred_at, payload)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -484,4 +382,90 @@ async fn insert_outbox(
     )
     .await?;
     Ok(())
+}
+
+/// Orders (with lines, history and their latest event id) matching a clause over `orders o`.
+async fn fetch_orders(
+    client: &impl GenericClient,
+    clause: &str,
+    params: &[Param<'_>],
+) -> Result<Vec<StoredOrder>, DbError> {
+    let sql = format!(
+        "SELECT {ORDER_COLUMNS},
+                (SELECT e.event_id FROM outbox e
+                  WHERE e.order_id = o.id AND e.order_version = o.version) AS last_event_id
+         FROM orders o {clause}"
+    );
+    let rows = client.query(&sql, params).await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.get("id")).collect();
+    let line_rows = client
+        .query(
+            "SELECT order_id, sku, name, quantity, unit_price, line_total
+             FROM order_lines WHERE order_id = ANY($1) ORDER BY order_id, line_no",
+            &[&ids],
+        )
+        .await?;
+    let history_rows = client
+        .query(
+            "SELECT order_id, version, from_status, to_status, changed_at, reason
+             FROM order_status_history WHERE order_id = ANY($1) ORDER BY order_id, version",
+            &[&ids],
+        )
+        .await?;
+    let mut lines: HashMap<Uuid, Vec<OrderLine>> = HashMap::new();
+    for r in &line_rows {
+        lines.entry(r.get("order_id")).or_default().push(OrderLine {
+            sku: r.get("sku"),
+            name: r.get("name"),
+            quantity: r.get("quantity"),
+            unit_price: r.get("unit_price"),
+            line_total: r.get("line_total"),
+        });
+    }
+    let mut history: HashMap<Uuid, Vec<StatusChange>> = HashMap::new();
+    for r in &history_rows {
+        history
+            .entry(r.get("order_id"))
+            .or_default()
+            .push(StatusChange {
+                version: r.get("version"),
+                from: status_of(r, "from_status")?,
+                to: status_of(r, "to_status")?,
+                at: r.get("changed_at"),
+                reason: r.get("reason"),
+            });
+    }
+    rows.iter()
+        .map(|r| {
+            let id: Uuid = r.get("id");
+            let address: Option<Json<ShippingAddress>> = r.get("shipping_address");
+            Ok(StoredOrder {
+                order: Order {
+                    id: id.into(),
+                    customer: Customer {
+                        id: r.get("customer_id"),
+                        name: r.get("customer_name"),
+                        email: r.get("customer_email"),
+                    },
+                    currency: r.get("currency"),
+                    lines: lines.remove(&id).unwrap_or_default(),
+                    total: r.get("total"),
+                    status: status_of(r, "status")?,
+                    version: r.get("version"),
+                    created_at: r.get("created_at"),
+                    updated_at: r.get("updated_at"),
+                    history: history.remove(&id).unwrap_or_default(),
+                    shipping_address: address.map(|a| a.0),
+                },
+                last_event_id: r.get("last_event_id"),
+            })
+        })
+        .collect()
+}
+
+/// A status column, which the domain must know.
+fn status_of(row: &Row, column: &str) -> Result<crate::OrderStatus, DbError> {
+    let text: String = row.get(column);
+    text.parse()
+        .map_err(|e: String| DbError::Corrupt(format!("{column}: {e}")))
 }
