@@ -47,48 +47,58 @@ fn adapter_operations() -> BTreeMap<(String, String), BTreeSet<String>> {
     let mut found = BTreeMap::new();
     for file in ADAPTERS {
         let text = source(&root().join("shared/src").join(file));
-        let types: Vec<_> = impl_re
-            .captures_iter(&text)
-            .map(|c| c[1].to_string())
-            .collect();
-        assert_eq!(
-            types.len(),
-            1,
-            "{file}: expected one client type, found {types:?}"
-        );
-        let starts: Vec<_> = fn_re.captures_iter(&text).collect();
-        let mut own = BTreeMap::new();
-        for (i, start) in starts.iter().enumerate() {
-            let begin = start.get(0).unwrap().start();
-            let end = starts
-                .get(i + 1)
+        // The client type is the one whose `impl` block calls the SDK client; other blocks
+        // (error types, say) are skipped.
+        let impls: Vec<_> = impl_re.captures_iter(&text).collect();
+        let mut clients = 0;
+        for (n, start) in impls.iter().enumerate() {
+            let block_end = impls
+                .get(n + 1)
                 .map_or(text.len(), |next| next.get(0).unwrap().start());
-            let body = &text[begin..end];
-            let ops: BTreeSet<String> = op_re
-                .captures_iter(body)
-                .map(|c| c[1].to_string())
-                .collect();
-            let calls: BTreeSet<String> = self_re
-                .captures_iter(body)
-                .map(|c| c[1].to_string())
-                .collect();
-            own.insert(start[1].to_string(), (ops, calls));
-        }
-        for method in own.keys() {
-            let mut ops = BTreeSet::new();
-            let mut todo = vec![method.clone()];
-            let mut seen = BTreeSet::new();
-            while let Some(m) = todo.pop() {
-                if !seen.insert(m.clone()) {
-                    continue;
-                }
-                if let Some((own_ops, calls)) = own.get(&m) {
-                    ops.extend(own_ops.iter().cloned());
-                    todo.extend(calls.iter().cloned());
-                }
+            let block = &text[start.get(0).unwrap().start()..block_end];
+            if !op_re.is_match(block) {
+                continue;
             }
-            found.insert((types[0].clone(), method.clone()), ops);
+            clients += 1;
+            let ty = start[1].to_string();
+            let starts: Vec<_> = fn_re.captures_iter(block).collect();
+            let mut own = BTreeMap::new();
+            for (i, start) in starts.iter().enumerate() {
+                let begin = start.get(0).unwrap().start();
+                let end = starts
+                    .get(i + 1)
+                    .map_or(block.len(), |next| next.get(0).unwrap().start());
+                let body = &block[begin..end];
+                let ops: BTreeSet<String> = op_re
+                    .captures_iter(body)
+                    .map(|c| c[1].to_string())
+                    .collect();
+                let calls: BTreeSet<String> = self_re
+                    .captures_iter(body)
+                    .map(|c| c[1].to_string())
+                    .collect();
+                own.insert(start[1].to_string(), (ops, calls));
+            }
+            for method in own.keys() {
+                let mut ops = BTreeSet::new();
+                let mut todo = vec![method.clone()];
+                let mut seen = BTreeSet::new();
+                while let Some(m) = todo.pop() {
+                    if !seen.insert(m.clone()) {
+                        continue;
+                    }
+                    if let Some((own_ops, calls)) = own.get(&m) {
+                        ops.extend(own_ops.iter().cloned());
+                        todo.extend(calls.iter().cloned());
+                    }
+                }
+                found.insert((ty.clone(), method.clone()), ops);
+            }
         }
+        assert_eq!(
+            clients, 1,
+            "{file}: expected one client type calling the SDK, found {clients}"
+        );
     }
     found
 }
