@@ -4,7 +4,7 @@
 mod redrive;
 
 use clap::{Parser, Subcommand};
-use orders::config::{DbConfig, QueryConfig, RelayConfig, UpdaterConfig};
+use orders::config::{DbConfig, RelayConfig, UpdaterConfig};
 use orders::dynamodb::OrderViewStore;
 use orders::postgres::OrderStore;
 use orders::projection::ReadModel;
@@ -119,7 +119,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
         }
         Command::Verify { page_size, json } => {
-            let config = QueryConfig::from_env()?;
+            // The read model's table and bucket, as the updater writes them; verify signs no
+            // cursors, so it needs no cursor key.
+            let config = UpdaterConfig::from_env()?;
             let (store, _) = store(&aws).await?;
             let views = OrderViewStore::new(&aws, config.table);
             let report = orders::reconcile::verify(&store, &views, page_size).await?;
