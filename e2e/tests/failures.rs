@@ -1,7 +1,12 @@
-//! Dependencies that fail: the database down, crashed or holding a lock; SNS unreachable.
+//! Dependencies that fail: the database down, crashed or holding a lock; SNS unreachable;
+//! DynamoDB and S3 that never answer.
 
 use command::CommandApp;
-use e2e::system::{change_status, order_body, post_order, read_json, TestSystem};
+use e2e::fault_proxy::black_hole;
+use e2e::system::{
+    change_status, get_order, order_body, post_order, read_json, TestSystem,
+};
+use orders::aws::{with_budget, SdkBudget};
 use orders::postgres::OrderStore;
 use orders::sns::EventPublisher;
 use std::time::{Duration, Instant};
@@ -210,4 +215,46 @@ async fn a_crashed_database_backend_costs_at_most_503s_and_loses_nothing() {
         }
     }
     assert_eq!(sys.count("orders"), 5, "no committed order was lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_that_never_answers_gives_a_503_and_failed_records_not_a_hang() {
+    let sys = TestSystem::start(false).await;
+    let id = sys.create_orders(&["hang".to_string()]).await.remove(0);
+    let records = sys.receive(Duration::from_secs(10)).await;
+    assert_eq!(records.len(), 1);
+    // DynamoDB and S3 accept connections and never answer. A safety net far above the SDK
+    // bounds turns a regression (no SDK timeouts: a hang) into a failure.
+    let hung = e2e::aws::sdk_config_for(&format!("http://127.0.0.1:{}", black_hole().await)).await;
+    let net = Duration::from_secs(60);
+
+    let query = query::QueryApp::new(
+        orders::dynamodb::OrderViewStore::new(&with_budget(&hung, SdkBudget::QUERY), sys.resources.table.clone()),
+        orders::s3::ReceiptStore::new(&with_budget(&hung, SdkBudget::QUERY), sys.resources.bucket.clone()),
+        Duration::from_secs(300),
+        b"e2e-cursor-key".to_vec(),
+    );
+    let response = tokio::time::timeout(net, query.handle(get_order(&id)))
+        .await
+        .expect("the query hung");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let (status, problem) = read_json(&response);
+    assert_eq!(status, 503, "{problem}");
+
+    let projector = sys.projector_via(&with_budget(&hung, SdkBudget::UPDATER));
+    let mut event = aws_lambda_events::sqs::SqsEvent::default();
+    event.records = records.clone();
+    let response = tokio::time::timeout(net, projector.handle(event))
+        .await
+        .expect("the updater hung")
+        .expect("the batch is answered, not failed as a whole");
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| Some(f.item_identifier.clone()))
+        .collect();
+    assert_eq!(failed, [records[0].message_id.clone()]);
 }

@@ -12,7 +12,7 @@ use tracing::Instrument;
 async fn main() -> Result<(), Error> {
     orders::telemetry::init();
     let config = RelayConfig::from_env()?;
-    let aws = orders::aws::load().await;
+    let aws = orders::aws::load(orders::aws::SdkBudget::WRITE).await;
     let pool = orders::postgres::connect(&config.db, &aws).await?;
     let relay = Relay::new(
         pool,
