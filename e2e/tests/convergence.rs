@@ -302,3 +302,43 @@ async fn rebuild_restores_a_lost_read_model_without_overwriting_newer_views() {
         .unwrap()
         .is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_reports_a_view_whose_history_or_update_time_differs() {
+    let sys = TestSystem::start(false).await;
+    let ids = sys
+        .create_orders(&["h0".to_string(), "h1".to_string()])
+        .await;
+    assert_eq!(sys.drain(2, Duration::from_secs(20)).await, 2);
+    assert_converged(&sys.verify().await, 2);
+
+    // Same version, so the versioned write accepts it: only the content differs.
+    let views = &sys.read_model.views;
+    let mut rewritten = views.get(ids[0].parse().unwrap()).await.unwrap().unwrap();
+    rewritten.history.push(orders::domain::order::StatusChange {
+        from: orders::OrderStatus::Pending,
+        to: orders::OrderStatus::Cancelled,
+        version: rewritten.version,
+        at: rewritten.updated_at,
+        reason: None,
+    });
+    views.put_if_not_older(&rewritten).await.unwrap();
+    let mut later = views.get(ids[1].parse().unwrap()).await.unwrap().unwrap();
+    later.updated_at += time::Duration::seconds(1);
+    views.put_if_not_older(&later).await.unwrap();
+
+    let mut drift = sys.verify().await.drift;
+    drift.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    let mut want = vec![
+        orders::reconcile::Drift::Content {
+            order_id: ids[0].clone(),
+            field: "history".into(),
+        },
+        orders::reconcile::Drift::Content {
+            order_id: ids[1].clone(),
+            field: "updatedAt".into(),
+        },
+    ];
+    want.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    assert_eq!(drift, want);
+}
