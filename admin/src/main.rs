@@ -88,16 +88,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Relay => {
             let config = RelayConfig::from_env()?;
-            let (store, db) = store(&aws).await?;
+            let (store, _) = store(&aws).await?;
+            let settings = orders::relay::RelaySettings::from_config(&config);
             let publisher =
                 orders::sns::EventPublisher::new(&aws, config.topic_arn, config.publish_timeout);
-            let settings = orders::relay::RelaySettings {
-                grace: config.grace,
-                batch_size: config.batch_size,
-                max_batches: config.max_batches,
-                max_duration: config.max_duration,
-                op_timeout: db.statement_timeout,
-            };
             let report = orders::relay::relay_once(store.pool(), &publisher, &settings).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }

@@ -15,7 +15,11 @@ pub struct FaultProxy {
     pub port: u16,
     blocked: Arc<Mutex<Vec<String>>>,
     failures: Arc<Mutex<usize>>,
+    refusals: Arc<Mutex<Vec<Refusal>>>,
 }
+
+/// A check on each request body: the error body to answer with HTTP 400, or `None` to pass.
+pub type Refusal = fn(&[u8]) -> Option<String>;
 
 impl FaultProxy {
     /// Starts forwarding 127.0.0.1:<port> to `upstream` (e.g. `http://127.0.0.1:5000`).
@@ -28,6 +32,7 @@ impl FaultProxy {
             port,
             blocked: Arc::default(),
             failures: Arc::default(),
+            refusals: Arc::default(),
         };
         let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let state = proxy.clone();
@@ -59,6 +64,13 @@ impl FaultProxy {
     /// Fails every request that mentions `marker` (for example an order id) until cleared.
     pub fn block(&self, marker: &str) {
         self.blocked.lock().expect("lock").push(marker.to_string());
+    }
+
+    /// Answers HTTP 400 with the refusal's body to every request it refuses (for example a
+    /// service limit moto does not enforce, see [`crate::sns_limits`]), counted in
+    /// [`FaultProxy::failures`].
+    pub fn refuse_when(&self, refusal: Refusal) {
+        self.refusals.lock().expect("lock").push(refusal);
     }
 
     pub fn clear(&self) {
@@ -97,6 +109,18 @@ impl FaultProxy {
                 br#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"injected fault"}"#,
             )));
             *response.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+            return Ok(response);
+        }
+        let refused = self
+            .refusals
+            .lock()
+            .expect("lock")
+            .iter()
+            .find_map(|refusal| refusal(&body));
+        if let Some(error) = refused {
+            *self.failures.lock().expect("lock") += 1;
+            let mut response = Response::new(Full::new(Bytes::from(error)));
+            *response.status_mut() = hyper::StatusCode::BAD_REQUEST;
             return Ok(response);
         }
         let mut forwarded = Request::from_parts(parts, Full::new(body));

@@ -3,9 +3,7 @@
 
 use command::CommandApp;
 use e2e::fault_proxy::black_hole;
-use e2e::system::{
-    change_status, get_order, order_body, post_order, read_json, TestSystem,
-};
+use e2e::system::{change_status, get_order, order_body, post_order, read_json, TestSystem};
 use orders::aws::{with_budget, SdkBudget};
 use orders::postgres::OrderStore;
 use orders::sns::EventPublisher;
@@ -102,10 +100,16 @@ async fn command_with_pool(
 ) -> (CommandApp, deadpool_postgres::Pool) {
     let mut db = sys.pg.db_config();
     db.pool_size = pool_size;
-    let pool = orders::postgres::connect(&db, &sys.aws).await.expect("pool");
+    let pool = orders::postgres::connect(&db, &sys.aws)
+        .await
+        .expect("pool");
     let app = CommandApp::new(
         OrderStore::new(pool.clone(), op_timeout),
-        EventPublisher::new(&sys.aws, sys.resources.topic_arn.clone(), Duration::from_secs(2)),
+        EventPublisher::new(
+            &sys.aws,
+            sys.resources.topic_arn.clone(),
+            Duration::from_secs(2),
+        ),
         Duration::from_secs(3600),
     );
     (app, pool)
@@ -127,7 +131,9 @@ async fn lock_order(sys: &TestSystem, id: &str) -> tokio_postgres::Client {
     .expect("connect");
     tokio::spawn(connection);
     client
-        .batch_execute(&format!("BEGIN; SELECT 1 FROM orders WHERE id = '{id}' FOR UPDATE"))
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM orders WHERE id = '{id}' FOR UPDATE"
+        ))
         .await
         .expect("lock the order");
     client
@@ -186,7 +192,10 @@ async fn a_crashed_database_backend_costs_at_most_503s_and_loses_nothing() {
     let sys = TestSystem::start(false).await;
     let (app, _) = command_with_pool(&sys, 2, Duration::from_secs(5)).await;
     for i in 0..2 {
-        let (status, _) = read_json(&app.handle(post_order(&order_body(&format!("pre{i}")))).await);
+        let (status, _) = read_json(
+            &app.handle(post_order(&order_body(&format!("pre{i}"))))
+                .await,
+        );
         assert_eq!(status, 201);
     }
     // SIGKILL one of the pool's backends: PostgreSQL treats it as a crash, ends every
@@ -206,8 +215,10 @@ async fn a_crashed_database_backend_costs_at_most_503s_and_loses_nothing() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while created < 3 {
         assert!(Instant::now() < deadline, "the database never served again");
-        let (status, problem) =
-            read_json(&app.handle(post_order(&order_body(&format!("post{created}")))).await);
+        let (status, problem) = read_json(
+            &app.handle(post_order(&order_body(&format!("post{created}"))))
+                .await,
+        );
         match status {
             201 => created += 1,
             503 => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -229,8 +240,14 @@ async fn dynamodb_that_never_answers_gives_a_503_and_failed_records_not_a_hang()
     let net = Duration::from_secs(60);
 
     let query = query::QueryApp::new(
-        orders::dynamodb::OrderViewStore::new(&with_budget(&hung, SdkBudget::QUERY), sys.resources.table.clone()),
-        orders::s3::ReceiptStore::new(&with_budget(&hung, SdkBudget::QUERY), sys.resources.bucket.clone()),
+        orders::dynamodb::OrderViewStore::new(
+            &with_budget(&hung, SdkBudget::QUERY),
+            sys.resources.table.clone(),
+        ),
+        orders::s3::ReceiptStore::new(
+            &with_budget(&hung, SdkBudget::QUERY),
+            sys.resources.bucket.clone(),
+        ),
         Duration::from_secs(300),
         b"e2e-cursor-key".to_vec(),
     );

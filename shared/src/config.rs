@@ -348,7 +348,9 @@ fn cursor_key(key: Option<String>, stage: Option<String>) -> Result<Vec<u8>, Con
     }
     match stage.as_deref().map(str::trim) {
         Some("local") => {
-            tracing::warn!("CURSOR_SIGNING_KEY is not set; using the development key (STAGE=local)");
+            tracing::warn!(
+                "CURSOR_SIGNING_KEY is not set; using the development key (STAGE=local)"
+            );
             Ok(DEVELOPMENT_CURSOR_KEY.as_bytes().to_vec())
         }
         _ => Err(ConfigError::Missing(
@@ -419,7 +421,10 @@ mod tests {
         );
         for stage in [some("dev"), some("prod"), None] {
             let refused = cursor_key(None, stage.clone()).unwrap_err();
-            assert!(refused.to_string().contains("CURSOR_SIGNING_KEY"), "{stage:?}");
+            assert!(
+                refused.to_string().contains("CURSOR_SIGNING_KEY"),
+                "{stage:?}"
+            );
         }
     }
 

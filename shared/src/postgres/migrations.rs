@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_server_side_timeouts.sql",
         sql: include_str!("../../../migrations/0004_server_side_timeouts.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_outbox_set_aside.sql",
+        sql: include_str!("../../../migrations/0005_outbox_set_aside.sql"),
+    },
 ];
 
 /// Any number of processes may call this at once: they serialize on a transaction-scoped

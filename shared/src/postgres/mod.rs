@@ -1,8 +1,11 @@
 //! The write model in PostgreSQL: connection pool, schema migrations and the order store.
 
 mod iam;
+pub mod idempotency;
 mod migrations;
 mod orders;
+#[cfg(feature = "sns")]
+pub mod outbox;
 
 pub use migrations::{migrate, Migration, MIGRATIONS};
 pub use orders::{
@@ -137,13 +140,17 @@ impl TimeoutGuard {
 impl std::ops::Deref for Connection {
     type Target = Object;
     fn deref(&self) -> &Object {
-        self.object.as_ref().unwrap_or_else(|| unreachable!("taken only on drop"))
+        self.object
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("taken only on drop"))
     }
 }
 
 impl std::ops::DerefMut for Connection {
     fn deref_mut(&mut self) -> &mut Object {
-        self.object.as_mut().unwrap_or_else(|| unreachable!("taken only on drop"))
+        self.object
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("taken only on drop"))
     }
 }
 
