@@ -19,7 +19,11 @@ pub struct FaultProxy {
     blocked: Arc<Mutex<Vec<String>>>,
     hung: Arc<Mutex<Vec<String>>>,
     failures: Arc<Mutex<usize>>,
+    refusals: Arc<Mutex<Vec<Refusal>>>,
 }
+
+/// A check on each request body: the error body to answer with HTTP 400, or `None` to pass.
+pub type Refusal = fn(&[u8]) -> Option<String>;
 
 impl FaultProxy {
     /// Starts forwarding 127.0.0.1:<port> to `upstream` (e.g. `http://127.0.0.1:5000`).
@@ -33,6 +37,7 @@ impl FaultProxy {
             blocked: Arc::default(),
             hung: Arc::default(),
             failures: Arc::default(),
+            refusals: Arc::default(),
         };
         let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let state = proxy.clone();
@@ -70,6 +75,13 @@ impl FaultProxy {
     /// requests already held stay unanswered, as on a dead connection.
     pub fn hang(&self, marker: &str) {
         self.hung.lock().expect("lock").push(marker.to_string());
+    }
+
+    /// Answers HTTP 400 with the refusal's body to every request it refuses (for example a
+    /// service limit moto does not enforce, see [`crate::sns_limits`]), counted in
+    /// [`FaultProxy::failures`].
+    pub fn refuse_when(&self, refusal: Refusal) {
+        self.refusals.lock().expect("lock").push(refusal);
     }
 
     pub fn clear(&self) {
@@ -115,6 +127,18 @@ impl FaultProxy {
                 br#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"injected fault"}"#,
             )));
             *response.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+            return Ok(response);
+        }
+        let refused = self
+            .refusals
+            .lock()
+            .expect("lock")
+            .iter()
+            .find_map(|refusal| refusal(&body));
+        if let Some(error) = refused {
+            *self.failures.lock().expect("lock") += 1;
+            let mut response = Response::new(Full::new(Bytes::from(error)));
+            *response.status_mut() = hyper::StatusCode::BAD_REQUEST;
             return Ok(response);
         }
         let mut forwarded = Request::from_parts(parts, Full::new(body));

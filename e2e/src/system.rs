@@ -316,6 +316,11 @@ pub fn relay_settings() -> orders::relay::RelaySettings {
         max_batches: 100,
         max_duration: Duration::from_secs(60),
         op_timeout: Duration::from_secs(5),
+        key_expiry: orders::postgres::idempotency::ExpirySettings {
+            batch: 100,
+            budget: Duration::from_secs(30),
+            op_timeout: Duration::from_secs(5),
+        },
     }
 }
 

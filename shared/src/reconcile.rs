@@ -96,7 +96,8 @@ pub enum Drift {
         write: i64,
         read: i64,
     },
-    /// Same version, different content (total, status or lines).
+    /// Same version, different content (a field of the order: total, status, lines, customer,
+    /// currency, timestamps or status history).
     Content { order_id: String, field: String },
     /// In the read model, not in PostgreSQL.
     Orphan { order_id: String },
@@ -156,6 +157,9 @@ pub async fn verify(
                 ("lines", view.lines != order.lines),
                 ("customer", view.customer != order.customer),
                 ("currency", view.currency != order.currency),
+                ("createdAt", view.created_at != order.created_at),
+                ("updatedAt", view.updated_at != order.updated_at),
+                ("history", view.history != order.history),
             ];
             for (field, different) in differs {
                 if different {

@@ -6,6 +6,7 @@ pub mod cursor;
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use orders::domain::access::{AccessPolicy, Caller};
+use orders::domain::validation::is_valid_customer_id;
 use orders::dynamodb::{OrderViewStore, PageKey, ViewStoreError};
 use orders::http::{caller, json_response, problem_response};
 use orders::problem::Problem;
@@ -168,10 +169,7 @@ impl QueryApp {
             tracing::info!(reason = %denied, "listing refused");
             Problem::forbidden(denied)
         })?;
-        if customer_id.is_empty()
-            || customer_id.chars().count() > 64
-            || customer_id.chars().any(char::is_control)
-        {
+        if !is_valid_customer_id(customer_id) {
             return Err(Problem::bad_request(
                 "invalid-customer-id",
                 "customerId must be 1 to 64 characters",

@@ -30,6 +30,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_order_status_history.sql",
         sql: include_str!("../../../migrations/0003_order_status_history.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_server_side_timeouts.sql",
+        sql: include_str!("../../../migrations/0004_server_side_timeouts.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "0005_outbox_set_aside.sql",
+        sql: include_str!("../../../migrations/0005_outbox_set_aside.sql"),
+    },
 ];
 
 /// Any number of processes may call this at once: they serialize on a transaction-scoped
@@ -38,6 +48,11 @@ pub const MIGRATIONS: &[Migration] = &[
 pub async fn migrate(pool: &Pool) -> Result<Vec<String>, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    // The role's server-side bounds (migrations/0004) are sized for requests; a migration may
+    // wait for another runner's lock and rebuild an index, so this transaction lifts them and
+    // relies on the caller's bound (DB_STATEMENT_TIMEOUT_MS of the migrate function).
+    tx.batch_execute("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
+        .await?;
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtext('orders-cqrs:migrations'))",
         &[],

@@ -1,6 +1,6 @@
 //! The order store: orders, their lines and the outbox, written together in one transaction.
 
-use super::{bounded, DbError};
+use super::{bounded, checkout, DbError};
 use crate::domain::event::OrderEvent;
 use crate::domain::order::{Customer, Order, OrderId, OrderLine, OrderStatus, StatusChange};
 use deadpool_postgres::{GenericClient, Pool};
@@ -98,13 +98,13 @@ impl OrderStore {
         claim: Option<(&IdempotencyClaim<'_>, &serde_json::Value)>,
     ) -> Result<CreateOutcome, DbError> {
         bounded(self.op_timeout, async {
-            let mut client = self.pool.get().await?;
+            let mut client = checkout(&self.pool).await?;
             for _ in 0..3 {
                 let tx = client.transaction().await?;
                 if let Some((claim, response)) = claim {
                     if !claim_key(&tx, claim, order.id.as_uuid(), 201, response).await? {
                         tx.rollback().await?;
-                        match stored_response(&client, claim).await? {
+                        match stored_response(&*client, claim).await? {
                             Some(outcome) => return Ok(outcome),
                             // Expired and swept between the two statements: claim again.
                             None => continue,
@@ -134,7 +134,7 @@ impl OrderStore {
         decide: impl Fn(&Order) -> Result<(Order, OrderEvent, u16, serde_json::Value), R>,
     ) -> Result<UpdateOutcome<R>, DbError> {
         bounded(self.op_timeout, async {
-            let mut client = self.pool.get().await?;
+            let mut client = checkout(&self.pool).await?;
             for _ in 0..3 {
                 let tx = client.transaction().await?;
                 let current = fetch_orders(&tx, "WHERE o.id = $1 FOR UPDATE OF o", &[&id.as_uuid()]).await?;
@@ -204,8 +204,8 @@ impl OrderStore {
     /// One order with its lines.
     pub async fn load(&self, id: OrderId) -> Result<Option<StoredOrder>, DbError> {
         bounded(self.op_timeout, async {
-            let client = self.pool.get().await?;
-            let mut orders = fetch_orders(&client, "WHERE o.id = $1", &[&id.as_uuid()]).await?;
+            let client = checkout(&self.pool).await?;
+            let mut orders = fetch_orders(&*client, "WHERE o.id = $1", &[&id.as_uuid()]).await?;
             Ok(orders.pop())
         })
         .await
@@ -215,10 +215,10 @@ impl OrderStore {
     /// so a full pass stays cheap however many orders there are).
     pub async fn page(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<StoredOrder>, DbError> {
         bounded(self.op_timeout, async {
-            let client = self.pool.get().await?;
+            let client = checkout(&self.pool).await?;
             let after = after.unwrap_or(Uuid::nil());
             fetch_orders(
-                &client,
+                &*client,
                 "WHERE o.id > $1 ORDER BY o.id LIMIT $2",
                 &[&after, &limit as &(dyn tokio_postgres::types::ToSql + Sync)],
             )
@@ -230,7 +230,7 @@ impl OrderStore {
     /// Records that an event reached SNS.
     pub async fn mark_published(&self, event_id: Uuid) -> Result<(), DbError> {
         bounded(self.op_timeout, async {
-            let client = self.pool.get().await?;
+            let client = checkout(&self.pool).await?;
             client
                 .execute(
                     "UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL
@@ -246,7 +246,7 @@ impl OrderStore {
     /// Records a failed publish attempt, for the relay and for operators.
     pub async fn record_publish_failure(&self, event_id: Uuid, error: &str) -> Result<(), DbError> {
         bounded(self.op_timeout, async {
-            let client = self.pool.get().await?;
+            let client = checkout(&self.pool).await?;
             client
                 .execute(
                     "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE event_id = $1",
@@ -261,7 +261,7 @@ impl OrderStore {
     /// The outbox rows of one order, oldest first.
     pub async fn outbox_for(&self, order_id: Uuid) -> Result<Vec<OutboxEntry>, DbError> {
         bounded(self.op_timeout, async {
-            let client = self.pool.get().await?;
+            let client = checkout(&self.pool).await?;
             let rows = client
                 .query(
                     "SELECT event_id, order_id, event_type, order_version, payload, published_at
