@@ -9,14 +9,11 @@
 //! latency assertion).
 
 use aws_lambda_events::sqs::SqsEvent;
-use command::CommandApp;
 use e2e::aws::sdk_config_for;
 use e2e::fault_proxy::{FaultProxy, TcpFaultProxy};
 use e2e::postgres::DATABASE;
 use e2e::system::{get_order, order_body, post_order, read_json, TestSystem};
 use orders::aws::{with_budget, SdkBudget};
-use orders::postgres::OrderStore;
-use orders::sns::EventPublisher;
 use std::future::Future;
 use std::time::Duration;
 
@@ -43,18 +40,7 @@ async fn a_black_holed_database_answers_503_and_serves_again_once_restored() {
     let proxy = TcpFaultProxy::start(sys.pg.port).await;
     let mut db = sys.pg.db_config();
     db.port = proxy.port;
-    let pool = orders::postgres::connect(&db, &sys.aws)
-        .await
-        .expect("pool");
-    let app = CommandApp::new(
-        OrderStore::new(pool, db.statement_timeout),
-        EventPublisher::new(
-            &sys.aws,
-            sys.resources.topic_arn.clone(),
-            Duration::from_secs(2),
-        ),
-        Duration::from_secs(3600),
-    );
+    let app = sys.command_on(&db).await;
     let (status, body) = read_json(&app.handle(post_order(&order_body("before"))).await);
     assert_eq!(status, 201, "{body}");
 
