@@ -1,6 +1,7 @@
-//! Lambda's payload limits in the Runtime API emulator: a synchronous event or a response over
-//! 6 MB and an asynchronous event over 1 MB fail as on Lambda, just under passes, and the
-//! environment keeps serving after a refused response.
+//! The runner's AWS limits: Lambda's payload limits in the Runtime API emulator (a synchronous
+//! event or a response over 6 MB and an asynchronous event over 1 MB fail as on Lambda, just
+//! under passes, and the environment keeps serving after a refused response), and the limits
+//! proxy in front of the runner's moto.
 
 mod fake;
 
@@ -83,4 +84,63 @@ async fn events_over_6_mb_sync_or_1_mb_async_are_refused_before_the_function_run
         ASYNC_PAYLOAD_LIMIT,
     );
     function.stop(Duration::from_secs(2)).await;
+}
+
+/// The runner's moto is only reachable through the AWS limits proxy: an SNS message over
+/// 256 KiB is refused on the public port with AWS's error, a call within the limits reaches moto.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runners_moto_sits_behind_the_aws_limits_proxy() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let log = std::env::temp_dir().join(format!("orders-local-limits-moto-{port}.log"));
+    let moto = orders_local::moto::LocalMoto::start(&root, port, &log)
+        .await
+        .expect("moto starts");
+    let endpoint = moto.endpoint();
+    assert_eq!(endpoint, format!("http://127.0.0.1:{port}"));
+    let call = |body: String| {
+        let endpoint = endpoint.clone();
+        tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let response = agent
+                .post(&endpoint)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header(
+                    "authorization",
+                    "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/sns/aws4_request, \
+                     SignedHeaders=host, Signature=0",
+                )
+                .send(body)
+                .expect("an answer");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.into_body().read_to_string().unwrap_or_default(),
+            )
+        })
+    };
+    let (status, text) = call(format!(
+        "Action=Publish&TopicArn=arn%3Aaws%3Asns%3Aus-east-1%3A123456789012%3Anone&Message={}",
+        "m".repeat(262_145)
+    ))
+    .await
+    .expect("call");
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("<Code>InvalidParameter</Code>"), "{text}");
+    let (status, text) = call("Action=ListTopics&Version=2010-03-31".into())
+        .await
+        .expect("call");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("ListTopicsResponse"), "{text}");
+    moto.stop().await;
+    let _ = std::fs::remove_file(&log);
 }
