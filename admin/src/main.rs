@@ -4,7 +4,7 @@
 mod redrive;
 
 use clap::{Parser, Subcommand};
-use orders::config::{DbConfig, QueryConfig, RelayConfig, UpdaterConfig};
+use orders::config::{DbConfig, RelayConfig, UpdaterConfig};
 use orders::dynamodb::OrderViewStore;
 use orders::postgres::OrderStore;
 use orders::projection::ReadModel;
@@ -72,7 +72,7 @@ async fn store(aws: &aws_config::SdkConfig) -> Result<(OrderStore, DbConfig), Er
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Error> {
-    let aws = orders::aws::load().await;
+    let aws = orders::aws::load(orders::aws::SdkBudget::WRITE).await;
     match cli.command {
         Command::Migrate => {
             let (store, _) = store(&aws).await?;
@@ -88,16 +88,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Relay => {
             let config = RelayConfig::from_env()?;
-            let (store, db) = store(&aws).await?;
+            let (store, _) = store(&aws).await?;
+            let settings = orders::relay::RelaySettings::from_config(&config);
             let publisher =
                 orders::sns::EventPublisher::new(&aws, config.topic_arn, config.publish_timeout);
-            let settings = orders::relay::RelaySettings {
-                grace: config.grace,
-                batch_size: config.batch_size,
-                max_batches: config.max_batches,
-                max_duration: config.max_duration,
-                op_timeout: db.statement_timeout,
-            };
             let report = orders::relay::relay_once(store.pool(), &publisher, &settings).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
@@ -119,7 +113,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
         }
         Command::Verify { page_size, json } => {
-            let config = QueryConfig::from_env()?;
+            // The read model's table and bucket, as the updater writes them; verify signs no
+            // cursors, so it needs no cursor key.
+            let config = UpdaterConfig::from_env()?;
             let (store, _) = store(&aws).await?;
             let views = OrderViewStore::new(&aws, config.table);
             let report = orders::reconcile::verify(&store, &views, page_size).await?;

@@ -11,9 +11,12 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running moto server.
+/// A running moto server, reached through the AWS limits proxy (as the runner does), so the
+/// tests meet AWS's size limits that moto alone does not enforce.
 pub struct Moto {
+    /// The proxy's port: what clients use.
     pub port: u16,
+    _limits: orders_local::aws_limits::LimitsProxy,
     _server: Guarded,
 }
 
@@ -32,23 +35,31 @@ impl Moto {
             "{} not found: run scripts/bootstrap (the README's test command does)",
             program.display()
         );
-        let port = crate::free_port();
+        let moto_port = crate::free_port();
         let child = Command::new(&program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start moto_server");
+        let server = Guarded {
+            child,
+            stop_signal: libc::SIGTERM,
+        };
+        let limits = orders_local::aws_limits::LimitsProxy::start(
+            0,
+            format!("http://127.0.0.1:{moto_port}"),
+            false,
+        )
+        .expect("start the AWS limits proxy");
         let moto = Self {
-            port,
-            _server: Guarded {
-                child,
-                stop_signal: libc::SIGTERM,
-            },
+            port: limits.port,
+            _limits: limits,
+            _server: server,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", moto_port)).is_err() {
             assert!(Instant::now() < deadline, "moto_server did not start");
             std::thread::sleep(Duration::from_millis(50));
         }

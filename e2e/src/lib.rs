@@ -5,6 +5,7 @@ pub mod aws;
 pub mod fault_proxy;
 pub mod postgres;
 mod process;
+pub mod sns_limits;
 pub mod system;
 
 use std::path::PathBuf;

@@ -92,6 +92,23 @@ impl TestSystem {
         )
     }
 
+    /// A command handler on its own pool to the database `db` describes (for example through
+    /// a fault proxy), each operation bounded by `db.statement_timeout` on the client.
+    pub async fn command_on(&self, db: &orders::config::DbConfig) -> CommandApp {
+        let pool = orders::postgres::connect(db, &self.aws)
+            .await
+            .expect("pool");
+        CommandApp::new(
+            OrderStore::new(pool, db.statement_timeout),
+            EventPublisher::new(
+                &self.aws,
+                self.resources.topic_arn.clone(),
+                Duration::from_secs(2),
+            ),
+            Duration::from_secs(3600),
+        )
+    }
+
     /// An updater whose DynamoDB and S3 clients use `aws` (for example a fault proxy).
     pub fn projector_via(&self, aws: &SdkConfig) -> Projector {
         let views = OrderViewStore::new(aws, self.resources.table.clone());
@@ -316,6 +333,11 @@ pub fn relay_settings() -> orders::relay::RelaySettings {
         max_batches: 100,
         max_duration: Duration::from_secs(60),
         op_timeout: Duration::from_secs(5),
+        key_expiry: orders::postgres::idempotency::ExpirySettings {
+            batch: 100,
+            budget: Duration::from_secs(30),
+            op_timeout: Duration::from_secs(5),
+        },
     }
 }
 

@@ -200,24 +200,179 @@ async fn concurrent_relays_never_publish_an_event_twice() {
             201
         );
     }
-    let publisher = EventPublisher::new(
-        &sys.aws,
+    // Relay A claims the six oldest events and hangs publishing them (SNS never answers),
+    // holding its claim: the relays overlap for as long as the test needs, not by chance.
+    let hang = e2e::aws::sdk_config_for(&format!("http://127.0.0.1:{}", black_hole().await)).await;
+    let stuck = EventPublisher::new(
+        &hang,
         sys.resources.topic_arn.clone(),
-        Duration::from_secs(2),
+        Duration::from_secs(300),
     );
-    let settings = relay_settings();
-    let (a, b) = tokio::join!(
-        relay_once(sys.store.pool(), &publisher, &settings),
-        relay_once(sys.store.pool(), &publisher, &settings)
-    );
-    let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.published + b.published, n, "{a:?} {b:?}");
+    let mut claim_six = relay_settings();
+    claim_six.batch_size = 6;
+    claim_six.max_batches = 1;
+    let pool = sys.store.pool().clone();
+    let a = tokio::spawn(async move { relay_once(&pool, &stuck, &claim_six).await });
+    let unlocked = "SELECT count(*) FROM (SELECT 1 FROM outbox WHERE published_at IS NULL
+                    FOR UPDATE SKIP LOCKED) free";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sys.pg.psql("orders", unlocked) != "6" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "relay A never claimed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Relay B runs to the end while A still holds its claim: it must skip A's rows (not wait
+    // for them, not publish them).
+    let b = sys.relay().await;
+    assert!(!a.is_finished(), "relay B waited for relay A's rows");
+    assert_eq!((b.published, b.failed, b.backlog), (6, 0, 6), "{b:?}");
+
+    // A dies mid-publish (as a timed-out function would); its events are published later.
+    a.abort();
+    assert!(a.await.unwrap_err().is_cancelled());
+    let c = sys.relay().await;
+    assert_eq!((c.published, c.backlog), (6, 0), "{c:?}");
     assert_eq!(sys.drain(n, Duration::from_secs(30)).await, n);
     assert!(
         sys.receive(Duration::from_secs(2)).await.is_empty(),
         "no duplicate reached the queue"
     );
     assert_converged(&sys.verify().await, n);
+}
+
+/// The largest order validation allows, near enough: 100 lines whose SKU (64 characters) and
+/// name (200) are 4-byte characters. Its event is over 100 KB, so three exceed one batch.
+fn large_order_body(customer: &str) -> String {
+    let wide = |n: usize| "\u{1D11E}".repeat(n);
+    let lines: Vec<_> = (0..100)
+        .map(|i| {
+            serde_json::json!({
+                "sku": format!("{i:03}{}", wide(61)),
+                "name": wide(200),
+                "quantity": 1,
+                "unitPrice": 100
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "customer": {"id": customer, "name": "Big Spender", "email": "big@example.com"},
+        "currency": "EUR",
+        "lines": lines
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_events_at_the_head_of_the_outbox_do_not_block_the_relay() {
+    // Raw delivery: moto's SNS envelope escapes every 4-byte character into 12 bytes, which
+    // would push these messages over SQS's limit (AWS's envelope keeps them as UTF-8).
+    let sys = TestSystem::start(true).await;
+    let dead = e2e::aws::sdk_config_for(&format!("http://127.0.0.1:{}", e2e::free_port())).await;
+    let app = sys.command_publishing_via(&dead, Duration::from_millis(300));
+    let (large, small) = (100, 20);
+    for i in 0..large + small {
+        let body = if i < large {
+            large_order_body(&format!("big{i}"))
+        } else {
+            order_body(&format!("small{i}"))
+        };
+        let (status, problem) = read_json(&app.handle(post_order(&body)).await);
+        assert_eq!(status, 201, "{problem}");
+    }
+    let sizes = sys.pg.psql(
+        "orders",
+        "SELECT count(*) || ' ' || min(octet_length(payload::text)) FROM outbox
+         WHERE octet_length(payload::text) > 10000",
+    );
+    let (count, smallest) = sizes.split_once(' ').unwrap();
+    assert_eq!(count, large.to_string(), "the large events");
+    let smallest: usize = smallest.parse().unwrap();
+    assert!(
+        smallest * 3 > orders::sns::MAX_PAYLOAD_BYTES,
+        "three large events must exceed one batch: {smallest} bytes each"
+    );
+
+    // SNS through a proxy that refuses what AWS refuses: a batch over 256 KiB in total.
+    let proxy = FaultProxy::start(sys.moto.endpoint()).await;
+    proxy.refuse_when(e2e::sns_limits::publish_batch_refusal);
+    let sns = e2e::aws::sdk_config_for(&proxy.endpoint()).await;
+    let publisher = EventPublisher::new(
+        &sns,
+        sys.resources.topic_arn.clone(),
+        Duration::from_secs(5),
+    );
+    let mut settings = relay_settings();
+    settings.batch_size = 40;
+    let report = relay_once(sys.store.pool(), &publisher, &settings)
+        .await
+        .unwrap();
+    assert_eq!(proxy.failures(), 0, "a batch over SNS's limits was sent");
+    assert_eq!(
+        (
+            report.published,
+            report.failed,
+            report.set_aside,
+            report.backlog
+        ),
+        (large + small, 0, 0, 0),
+        "{report:?}"
+    );
+    assert_eq!(
+        sys.drain(large + small, Duration::from_secs(120)).await,
+        large + small
+    );
+    assert_converged(&sys.verify().await, large + small);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_sns_will_never_accept_is_set_aside_and_the_rest_is_relayed() {
+    let sys = TestSystem::start(false).await;
+    let dead = e2e::aws::sdk_config_for(&format!("http://127.0.0.1:{}", e2e::free_port())).await;
+    let app = sys.command_publishing_via(&dead, Duration::from_millis(300));
+    for i in 0..3 {
+        assert_eq!(
+            read_json(&app.handle(post_order(&order_body(&format!("q{i}")))).await).0,
+            201
+        );
+    }
+    // At the head of the queue, an event over SNS's 256 KiB message limit (as a later schema
+    // or a hand-made row could produce): no publish of it can ever succeed.
+    sys.pg.psql(
+        "orders",
+        "INSERT INTO outbox (event_id, order_id, event_type, order_version, occurred_at, payload)
+         SELECT gen_random_uuid(), order_id, event_type, 99, occurred_at - interval '1 hour',
+                payload || jsonb_build_object('padding', repeat('x', 300000))
+         FROM outbox LIMIT 1",
+    );
+    let first = sys.relay().await;
+    assert_eq!(
+        (
+            first.published,
+            first.failed,
+            first.set_aside,
+            first.backlog,
+            first.set_aside_total
+        ),
+        (3, 0, 1, 0, 1),
+        "{first:?}"
+    );
+    let kept = sys.pg.psql(
+        "orders",
+        "SELECT attempts || ' ' || (last_error LIKE '%256%' OR last_error LIKE '%262144%')
+         FROM outbox WHERE set_aside_at IS NOT NULL AND published_at IS NULL",
+    );
+    assert_eq!(kept, "1 true", "the row is kept with its error");
+    // Later runs leave it alone and keep reporting it (the alarm's metric).
+    let second = sys.relay().await;
+    assert_eq!(
+        (second.published, second.set_aside, second.set_aside_total),
+        (0, 0, 1)
+    );
+    assert_eq!(sys.drain(3, Duration::from_secs(20)).await, 3);
+    assert_converged(&sys.verify().await, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,4 +459,47 @@ async fn rebuild_restores_a_lost_read_model_without_overwriting_newer_views() {
         .await
         .unwrap()
         .is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_reports_a_view_whose_history_or_update_time_differs() {
+    let sys = TestSystem::start(false).await;
+    let ids = sys
+        .create_orders(&["h0".to_string(), "h1".to_string()])
+        .await;
+    assert_eq!(sys.drain(2, Duration::from_secs(20)).await, 2);
+    assert_converged(&sys.verify().await, 2);
+
+    // Same version, so the versioned write accepts it: only the content differs.
+    let views = &sys.read_model.views;
+    let mut rewritten = views.get(ids[0].parse().unwrap()).await.unwrap().unwrap();
+    rewritten
+        .order
+        .history
+        .push(orders::domain::order::StatusChange {
+            from: orders::OrderStatus::Pending,
+            to: orders::OrderStatus::Cancelled,
+            version: rewritten.order.version,
+            at: rewritten.order.updated_at,
+            reason: None,
+        });
+    views.put_if_not_older(&rewritten).await.unwrap();
+    let mut later = views.get(ids[1].parse().unwrap()).await.unwrap().unwrap();
+    later.order.updated_at += time::Duration::seconds(1);
+    views.put_if_not_older(&later).await.unwrap();
+
+    let mut drift = sys.verify().await.drift;
+    drift.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    let mut want = vec![
+        orders::reconcile::Drift::Content {
+            order_id: ids[0].clone(),
+            field: "history".into(),
+        },
+        orders::reconcile::Drift::Content {
+            order_id: ids[1].clone(),
+            field: "updatedAt".into(),
+        },
+    ];
+    want.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    assert_eq!(drift, want);
 }

@@ -5,9 +5,11 @@
 //! emulation of API Gateway's HTTP API ([`http_api`]), of the SQS event source mapping
 //! ([`sqs_source`]) and of schedules ([`schedule`]) invoke them as AWS would, configured from
 //! `template.yaml` ([`template`]), with API Gateway's JWT authorizer emulated against a local
-//! development key ([`auth`]). See docs/LOCAL.md.
+//! development key ([`auth`]). AWS's service limits, which moto does not enforce, are enforced
+//! in front of it ([`aws_limits`]). See docs/LOCAL.md.
 
 pub mod auth;
+pub mod aws_limits;
 pub mod cli;
 pub mod http_api;
 pub mod moto;

@@ -1,7 +1,9 @@
 //! The moto server standing in for DynamoDB, S3, SNS, SQS and Secrets Manager. Its state is in
 //! memory: it starts empty on every run (the runner re-creates the resources and re-projects
-//! the read model from PostgreSQL).
+//! the read model from PostgreSQL). Clients reach it through [`LimitsProxy`], which refuses what
+//! AWS would refuse: moto listens on a private port, the proxy on the public one.
 
+use crate::aws_limits::LimitsProxy;
 use crate::process::{self, Supervised};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -15,8 +17,10 @@ pub fn program(root: &Path) -> PathBuf {
 }
 
 pub struct LocalMoto {
+    /// The public port: the limits proxy's.
     pub port: u16,
     process: Supervised,
+    _limits: LimitsProxy,
 }
 
 impl LocalMoto {
@@ -40,9 +44,13 @@ impl LocalMoto {
             .open(log)
             .map_err(|e| format!("{}: {e}", log.display()))?;
         let log_err = log_file.try_clone().map_err(|e| e.to_string())?;
+        let moto_port = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port for moto: {e}"))?
+            .port();
         let mut command = tokio::process::Command::new(&program);
         command
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(log_err);
@@ -50,13 +58,22 @@ impl LocalMoto {
         let child = command
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+        let process = Supervised::new(child);
+        let limits = match LimitsProxy::start(port, format!("http://127.0.0.1:{moto_port}"), true) {
+            Ok(limits) => limits,
+            Err(e) => {
+                process.stop(libc::SIGKILL, Duration::ZERO).await;
+                return Err(format!("port {port}: {e}"));
+            }
+        };
         let moto = Self {
             port,
-            process: Supervised::new(child),
+            process,
+            _limits: limits,
         };
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            if tokio::net::TcpStream::connect(("127.0.0.1", moto_port))
                 .await
                 .is_ok()
             {

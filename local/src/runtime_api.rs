@@ -31,6 +31,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
+/// Lambda's limit on a synchronous invocation's request payload and on any response
+/// (<https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html>).
+pub const SYNC_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
+/// Lambda's limit on an asynchronous invocation's payload (an EventBridge schedule's event).
+pub const ASYNC_PAYLOAD_LIMIT: usize = 1024 * 1024;
+/// The error type Lambda reports when a function's response exceeds [`SYNC_PAYLOAD_LIMIT`].
+pub const RESPONSE_TOO_LARGE: &str = "Function.ResponseSizeTooLarge";
+
 /// How to run one function.
 #[derive(Debug, Clone)]
 pub struct FunctionSpec {
@@ -77,6 +85,8 @@ pub enum InvokeError {
     InitFailed(String),
     /// The function has been stopped.
     Stopped,
+    /// The event exceeds Lambda's payload limit; the function was not invoked.
+    PayloadTooLarge { size: usize, limit: usize },
 }
 
 impl std::fmt::Display for InvokeError {
@@ -93,6 +103,10 @@ impl std::fmt::Display for InvokeError {
             Self::Crashed(why) => write!(f, "the function process {why}"),
             Self::InitFailed(why) => write!(f, "init failed: {why}"),
             Self::Stopped => f.write_str("the function is stopped"),
+            Self::PayloadTooLarge { size, limit } => write!(
+                f,
+                "RequestTooLargeException: the {size}-byte payload exceeds Lambda's {limit}-byte limit"
+            ),
         }
     }
 }
@@ -242,6 +256,12 @@ impl Function {
 
     /// Invokes the function with `payload` (the event JSON) and waits for its answer.
     pub async fn invoke(&self, payload: Bytes) -> Result<Invoked, InvokeError> {
+        if payload.len() > SYNC_PAYLOAD_LIMIT {
+            return Err(InvokeError::PayloadTooLarge {
+                size: payload.len(),
+                limit: SYNC_PAYLOAD_LIMIT,
+            });
+        }
         let Ok(_permit) = self.inner.capacity.acquire().await else {
             return Err(InvokeError::Stopped);
         };
@@ -336,6 +356,18 @@ impl Function {
         }
     }
 
+    /// Invokes the function as an asynchronous invocation would (a schedule), with that
+    /// smaller payload limit, and waits for it to finish.
+    pub async fn invoke_async(&self, payload: Bytes) -> Result<Invoked, InvokeError> {
+        if payload.len() > ASYNC_PAYLOAD_LIMIT {
+            return Err(InvokeError::PayloadTooLarge {
+                size: payload.len(),
+                limit: ASYNC_PAYLOAD_LIMIT,
+            });
+        }
+        self.invoke(payload).await
+    }
+
     /// Stops every running process (the next invocation cold-starts).
     pub async fn reset(&self) {
         for slot in &self.inner.slots {
@@ -372,6 +404,7 @@ fn short_status(error: &InvokeError) -> &'static str {
         InvokeError::Crashed(_) => "crashed",
         InvokeError::InitFailed(_) => "init failed",
         InvokeError::Stopped => "stopped",
+        InvokeError::PayloadTooLarge { .. } => "payload too large",
     }
 }
 
@@ -638,8 +671,29 @@ async fn handle(
     let Some(invocation) = rest.strip_prefix("invocation/") else {
         return Ok(not_found());
     };
+    let mut refused = None;
     let (id, outcome) = if let Some(id) = invocation.strip_suffix("/response") {
-        (id, Ok(body))
+        if body.len() > SYNC_PAYLOAD_LIMIT {
+            // As Lambda: the runtime gets 413 and the invocation fails with this error type.
+            let message = format!(
+                "Response payload size ({} bytes) exceeded maximum allowed payload size \
+                 ({SYNC_PAYLOAD_LIMIT} bytes).",
+                body.len()
+            );
+            let error =
+                serde_json::json!({"errorType": RESPONSE_TOO_LARGE, "errorMessage": message});
+            refused = Some(reply(StatusCode::PAYLOAD_TOO_LARGE, error.clone()));
+            let body = Bytes::from(error.to_string());
+            (
+                id,
+                Err(InvokeError::Function {
+                    error_type: RESPONSE_TOO_LARGE.into(),
+                    body,
+                }),
+            )
+        } else {
+            (id, Ok(body))
+        }
     } else if let Some(id) = invocation.strip_suffix("/error") {
         let error_type = error_type
             .or_else(|| {
@@ -656,7 +710,7 @@ async fn handle(
     match waiter {
         Some(waiter) => {
             let _ = waiter.send(outcome);
-            Ok(accepted())
+            Ok(refused.unwrap_or_else(accepted))
         }
         None => Ok(reply(
             StatusCode::BAD_REQUEST,

@@ -87,7 +87,7 @@ impl Schedule {
         loop {
             ticker.tick().await;
             let payload = self.payload(time::OffsetDateTime::now_utc());
-            match self.function.invoke(Bytes::from(payload)).await {
+            match self.function.invoke_async(Bytes::from(payload)).await {
                 Ok(_) => output::prefixed(
                     "schedule",
                     &format!("{} -> {}: done", self.name, self.function.name()),

@@ -1,15 +1,128 @@
-//! Loading the AWS SDK configuration once per process.
+//! Loading the AWS SDK configuration once per process, with bounds on every call.
 
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use std::time::Duration;
+
+/// Bounds on each AWS SDK call of one function: a hung DynamoDB, S3 or SNS call fails after
+/// `operation` (retries included) instead of running the function into its own timeout, so
+/// the updater fails that record only, and the query answers a problem+json 503.
+///
+/// Each function's worst case (calls made one after another, each at its `operation` bound)
+/// stays inside its timeout in template.yaml; the figures are worked out on each constant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SdkBudget {
+    /// Opening a connection (TCP and TLS).
+    pub connect: Duration,
+    /// One attempt, from sending the request to reading the whole response.
+    pub attempt: Duration,
+    /// The whole call, every attempt and the back-off between them.
+    pub operation: Duration,
+    /// Attempts per call, the first included.
+    pub max_attempts: u32,
+}
+
+impl SdkBudget {
+    /// The query (6 s timeout): one DynamoDB read per request (receipt links are presigned
+    /// locally), at most 2.5 s; 3.5 s are left for the rest.
+    pub const QUERY: Self = Self {
+        connect: Duration::from_millis(1000),
+        attempt: Duration::from_millis(1000),
+        operation: Duration::from_millis(2500),
+        max_attempts: 3,
+    };
+    /// The updater (30 s timeout, batches of 10, 8 records at a time): a record makes up to 4
+    /// calls in turn (view, then up to 3 documents), and a batch at most 2 rounds of records:
+    /// 8 calls of at most 3 s is 24 s.
+    pub const UPDATER: Self = Self {
+        connect: Duration::from_millis(1000),
+        attempt: Duration::from_millis(1500),
+        operation: Duration::from_secs(3),
+        max_attempts: 3,
+    };
+    /// The write side (command 15 s, relay 60 s, migrate, operator tools): SNS publishes are
+    /// also cut off by `PUBLISH_TIMEOUT_MS` (2 s); the SDK gives up at the same point.
+    pub const WRITE: Self = Self {
+        connect: Duration::from_millis(1000),
+        attempt: Duration::from_millis(1000),
+        operation: Duration::from_secs(2),
+        max_attempts: 3,
+    };
+
+    fn timeouts(&self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(self.connect)
+            .operation_attempt_timeout(self.attempt)
+            .operation_timeout(self.operation)
+            .build()
+    }
+
+    fn retries(&self) -> RetryConfig {
+        RetryConfig::standard()
+            .with_max_attempts(self.max_attempts)
+            .with_initial_backoff(Duration::from_millis(50))
+            .with_max_backoff(Duration::from_millis(500))
+    }
+}
 
 /// The shared SDK configuration from the standard environment (region, credentials,
-/// `AWS_ENDPOINT_URL` for local stand-ins such as moto).
-pub async fn load() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+/// `AWS_ENDPOINT_URL` for local stand-ins such as moto), with the function's bounds.
+pub async fn load(budget: SdkBudget) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(budget.timeouts())
+        .retry_config(budget.retries())
+        .load()
+        .await
+}
+
+/// The same bounds applied to a configuration built elsewhere (tests, local tools).
+pub fn with_budget(config: &SdkConfig, budget: SdkBudget) -> SdkConfig {
+    config
+        .to_builder()
+        .timeout_config(budget.timeouts())
+        .retry_config(budget.retries())
+        .build()
 }
 
 /// True when requests go to a custom endpoint (a local emulator), which for S3 needs
 /// path-style addressing.
 pub fn uses_custom_endpoint(config: &SdkConfig) -> bool {
     config.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SdkBudget;
+    use std::time::Duration;
+
+    /// Function timeouts from template.yaml, and the SDK calls each makes one after another
+    /// in the worst case (see the constants).
+    #[test]
+    fn each_budget_fits_its_function_timeout() {
+        let template = include_str!("../../template.yaml");
+        let timeout_of = |function: &str| -> Duration {
+            let start = template
+                .find(&format!("  {function}:\n"))
+                .unwrap_or_else(|| panic!("{function} in template.yaml"));
+            let line = template[start..]
+                .lines()
+                .find(|l| l.trim_start().starts_with("Timeout:"))
+                .unwrap_or_else(|| panic!("{function} has a Timeout"));
+            let seconds = line.trim().trim_start_matches("Timeout:").trim();
+            Duration::from_secs(seconds.parse().unwrap_or_else(|_| panic!("{line}")))
+        };
+        for (function, budget, calls) in [
+            ("QueryFunction", SdkBudget::QUERY, 1),
+            ("UpdaterFunction", SdkBudget::UPDATER, 8),
+            ("CommandFunction", SdkBudget::WRITE, 1),
+        ] {
+            assert!(budget.attempt <= budget.operation, "{function}");
+            assert!(
+                budget.operation * calls < timeout_of(function),
+                "{function}: {calls} calls of {:?}",
+                budget.operation
+            );
+        }
+    }
 }

@@ -373,13 +373,34 @@ pub struct QueryConfig {
     /// How long a presigned receipt URL stays valid.
     pub receipt_url_ttl: Duration,
     /// Key that signs listing cursors, so that a tampered cursor is refused. Unset, a fixed
-    /// development key is used (and a warning logged): set it in every deployed stage.
+    /// development key is used (with a warning) only when `STAGE=local`; any other stage
+    /// refuses to start without one.
     pub cursor_key: Vec<u8>,
     pub access: AccessPolicy,
 }
 
 /// The cursor key used when `CURSOR_SIGNING_KEY` is not set (local development only).
 pub const DEVELOPMENT_CURSOR_KEY: &str = "orders-cqrs-development-cursor-key";
+
+/// The cursor key from `CURSOR_SIGNING_KEY`; without one, the development key when `STAGE` is
+/// `local`, else an error: a deployed stage signing with a published key would accept cursors
+/// anyone can forge.
+fn cursor_key(key: Option<String>, stage: Option<String>) -> Result<Vec<u8>, ConfigError> {
+    if let Some(key) = key {
+        return Ok(key.into_bytes());
+    }
+    match stage.as_deref().map(str::trim) {
+        Some("local") => {
+            tracing::warn!(
+                "CURSOR_SIGNING_KEY is not set; using the development key (STAGE=local)"
+            );
+            Ok(DEVELOPMENT_CURSOR_KEY.as_bytes().to_vec())
+        }
+        _ => Err(ConfigError::Missing(
+            "CURSOR_SIGNING_KEY (only STAGE=local may go without one)",
+        )),
+    }
+}
 
 impl std::fmt::Debug for QueryConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -395,15 +416,12 @@ impl std::fmt::Debug for QueryConfig {
 
 impl QueryConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let cursor_key = optional(vars::CURSOR_SIGNING_KEY).unwrap_or_else(|| {
-            tracing::warn!("CURSOR_SIGNING_KEY is not set; using the development key");
-            DEVELOPMENT_CURSOR_KEY.into()
-        });
+        let cursor_key = cursor_key(optional(vars::CURSOR_SIGNING_KEY), optional(vars::STAGE))?;
         Ok(Self {
             table: required(vars::ORDERS_TABLE)?,
             bucket: required(vars::RECEIPTS_BUCKET)?,
             receipt_url_ttl: Duration::from_secs(parsed(vars::RECEIPT_URL_TTL_SECONDS, 900)?),
-            cursor_key: cursor_key.into_bytes(),
+            cursor_key,
             access: access_policy(),
         })
     }
@@ -434,7 +452,24 @@ pub fn log_level() -> String {
 #[cfg(test)]
 mod tests {
     use super::vars::*;
-    use super::{db_password, DbPassword, SslMode};
+    use super::{cursor_key, db_password, DbPassword, SslMode, DEVELOPMENT_CURSOR_KEY};
+
+    #[test]
+    fn only_a_local_stage_may_sign_cursors_with_the_development_key() {
+        let some = |v: &str| Some(v.to_string());
+        assert_eq!(cursor_key(some("k"), some("prod")).unwrap(), b"k");
+        assert_eq!(
+            cursor_key(None, some("local")).unwrap(),
+            DEVELOPMENT_CURSOR_KEY.as_bytes()
+        );
+        for stage in [some("dev"), some("prod"), None] {
+            let refused = cursor_key(None, stage.clone()).unwrap_err();
+            assert!(
+                refused.to_string().contains("CURSOR_SIGNING_KEY"),
+                "{stage:?}"
+            );
+        }
+    }
 
     #[test]
     fn database_authentication_is_chosen_by_db_auth() {

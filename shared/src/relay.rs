@@ -1,9 +1,17 @@
 //! The outbox relay: publishes events that are still unpublished after a grace period, oldest
 //! first, and sweeps expired idempotency keys. At-least-once: the projection makes a
 //! duplicate harmless.
+//!
+//! No event can hold up the others: batches are packed by bytes as well as by count
+//! ([`crate::sns::pack`]), an event SNS will never accept is set aside (kept, counted, logged
+//! and alarmed on) instead of retried at the head of the queue, and each run walks the queue
+//! once, so an event that failed for a passing reason does not hide the events behind it.
 
-use crate::postgres::{bounded, DbError};
-use crate::sns::{EventPublisher, PendingEvent, MAX_BATCH};
+use crate::config::RelayConfig;
+use crate::postgres::idempotency::{expire_keys, ExpirySettings};
+use crate::postgres::outbox::{self, QueuePosition};
+use crate::postgres::{bounded, checkout, DbError};
+use crate::sns::{pack, EventPublisher, PendingEvent, PublishError};
 use deadpool_postgres::Pool;
 use serde::Serialize;
 use std::time::Duration;
@@ -22,6 +30,32 @@ pub struct RelaySettings {
     pub max_duration: Duration,
     /// Upper bound on each database operation.
     pub op_timeout: Duration,
+    /// How expired idempotency keys are swept after publishing.
+    pub key_expiry: ExpirySettings,
+}
+
+/// Expired idempotency keys deleted per statement.
+pub const KEY_EXPIRY_BATCH: i64 = 5_000;
+/// Time a run may spend sweeping expired keys, after at most `RELAY_MAX_SECONDS` of
+/// publishing: 40 s + 10 s stays inside the relay function's 60 s timeout.
+pub const KEY_EXPIRY_BUDGET: Duration = Duration::from_secs(10);
+
+impl RelaySettings {
+    /// The settings the relay function and the operator's `relay` command run with.
+    pub fn from_config(config: &RelayConfig) -> Self {
+        Self {
+            grace: config.grace,
+            batch_size: config.batch_size,
+            max_batches: config.max_batches,
+            max_duration: config.max_duration,
+            op_timeout: config.db.statement_timeout,
+            key_expiry: ExpirySettings {
+                batch: KEY_EXPIRY_BATCH,
+                budget: KEY_EXPIRY_BUDGET,
+                op_timeout: config.db.statement_timeout,
+            },
+        }
+    }
 }
 
 /// What one run did, and the backlog it left.
@@ -29,15 +63,33 @@ pub struct RelaySettings {
 #[serde(rename_all = "camelCase")]
 pub struct RelayReport {
     pub published: usize,
+    /// Failed for a passing reason; retried by the next run.
     pub failed: usize,
+    /// Set aside by this run: SNS will never accept them.
+    pub set_aside: usize,
     pub expired_keys: u64,
-    /// Unpublished events after the run.
+    /// Unpublished events still queued after the run.
     pub backlog: i64,
-    /// Age in seconds of the oldest unpublished event (0 when none).
+    /// Age in seconds of the oldest queued event (0 when none).
     pub oldest_age_seconds: f64,
+    /// Events set aside so far (this run or earlier), waiting for an operator.
+    pub set_aside_total: i64,
 }
 
-/// Publishes due events in batches until none are left or `max_batches` ran.
+/// What one claimed batch came to.
+#[derive(Debug, Default)]
+struct BatchOutcome {
+    claimed: usize,
+    published: usize,
+    failed: usize,
+    set_aside: usize,
+    /// SNS failed a whole call for a passing reason (down, slow, throttling): the run stops.
+    stalled: bool,
+    position: Option<QueuePosition>,
+}
+
+/// Publishes due events in batches until none are left, `max_batches` ran, the time budget is
+/// spent or SNS is unavailable; then sweeps expired idempotency keys.
 ///
 /// Rows are claimed with `FOR UPDATE SKIP LOCKED` inside a transaction that lasts until they
 /// are marked, so concurrent relays never claim the same row.
@@ -48,6 +100,7 @@ pub async fn relay_once(
 ) -> Result<RelayReport, DbError> {
     let mut report = RelayReport::default();
     let started = std::time::Instant::now();
+    let mut position = None;
     for _ in 0..settings.max_batches.max(1) {
         if started.elapsed() >= settings.max_duration {
             tracing::warn!(
@@ -56,17 +109,23 @@ pub async fn relay_once(
             );
             break;
         }
-        let (claimed, published, failed) = relay_batch(pool, publisher, settings).await?;
-        report.published += published;
-        report.failed += failed;
-        if claimed < settings.batch_size as usize || published == 0 {
+        let outcome = relay_batch(pool, publisher, settings, position).await?;
+        report.published += outcome.published;
+        report.failed += outcome.failed;
+        report.set_aside += outcome.set_aside;
+        position = outcome.position;
+        if outcome.claimed < settings.batch_size as usize || outcome.stalled {
             break;
         }
     }
-    report.expired_keys = bounded(settings.op_timeout, expire_idempotency_keys(pool)).await?;
-    let (backlog, oldest) = bounded(settings.op_timeout, backlog(pool)).await?;
-    report.backlog = backlog;
-    report.oldest_age_seconds = oldest;
+    report.expired_keys = expire_keys(pool, &settings.key_expiry).await?;
+    let backlog = bounded(settings.op_timeout, async {
+        outbox::backlog(&*checkout(pool).await?).await
+    })
+    .await?;
+    report.backlog = backlog.queued;
+    report.oldest_age_seconds = backlog.oldest_age_seconds;
+    report.set_aside_total = backlog.set_aside;
     Ok(report)
 }
 
@@ -74,92 +133,109 @@ async fn relay_batch(
     pool: &Pool,
     publisher: &EventPublisher,
     settings: &RelaySettings,
-) -> Result<(usize, usize, usize), DbError> {
-    let mut client = bounded(settings.op_timeout, async { Ok(pool.get().await?) }).await?;
+    after: Option<QueuePosition>,
+) -> Result<BatchOutcome, DbError> {
+    let op = settings.op_timeout;
+    let mut client = bounded(op, checkout(pool)).await?;
+    let guard = client.timeout_guard();
     let tx = client.transaction().await?;
-    let rows = bounded(settings.op_timeout, async {
-        Ok(tx
-            .query(
-                "SELECT event_id, event_type, order_id, payload->>'correlationId', payload::text FROM outbox
-                 WHERE published_at IS NULL AND occurred_at <= now() - make_interval(secs => $1)
-                 ORDER BY occurred_at
-                 LIMIT $2
-                 FOR UPDATE SKIP LOCKED",
-                &[&settings.grace.as_secs_f64(), &settings.batch_size],
-            )
-            .await?)
-    })
-    .await?;
-    let pending: Vec<PendingEvent> = rows
+    let claimed = bounded(
+        op,
+        outbox::claim_due(&tx, settings.grace, after, settings.batch_size),
+    )
+    .await;
+    let (pending, position) = guard.check(claimed)?;
+    let mut outcome = BatchOutcome {
+        claimed: pending.len(),
+        position,
+        ..BatchOutcome::default()
+    };
+    let packed = pack(&pending);
+    let too_large: Vec<(Uuid, String)> = packed
+        .too_large
         .iter()
-        .map(|r| PendingEvent {
-            event_id: r.get(0),
-            event_type: r.get(1),
-            order_id: r.get(2),
-            correlation_id: r.get(3),
-            payload: r.get(4),
+        .map(|event| {
+            let error = PublishError::TooLarge {
+                bytes: event.publish_size(),
+            };
+            log_failure(event, &error);
+            (event.event_id, error.to_string())
         })
         .collect();
+    let recorded = bounded(op, outbox::record_failures(&tx, &too_large, true)).await;
+    guard.check(recorded)?;
+    outcome.set_aside += too_large.len();
 
-    let mut published: Vec<Uuid> = Vec::new();
-    let mut failed: Vec<(Uuid, String)> = Vec::new();
-    for chunk in pending.chunks(MAX_BATCH) {
-        for (event, result) in chunk.iter().zip(publisher.publish_batch(chunk).await) {
+    for batch in &packed.batches {
+        let mut results = publisher.publish_batch(batch).await;
+        let refused_call =
+            |r: &Result<(), PublishError>| matches!(r, Err(PublishError::RequestRefused(_)));
+        if batch.len() > 1 && results.iter().all(refused_call) {
+            // SNS refused the whole call: send each event alone to find the one it refuses.
+            // Only when others then get through is the call's refusal that event's fault (a
+            // wrong topic refuses every call, and must not set the whole outbox aside).
+            results = Vec::with_capacity(batch.len());
+            for event in batch {
+                results.extend(publisher.publish_batch(&[*event]).await);
+            }
+            if results.iter().any(Result::is_ok) {
+                for result in &mut results {
+                    if let Err(PublishError::RequestRefused(text)) = result {
+                        *result = Err(PublishError::Refused(std::mem::take(text)));
+                    }
+                }
+            }
+        }
+        let mut published = Vec::new();
+        let (mut refused, mut failed) = (Vec::new(), Vec::new());
+        for (event, result) in batch.iter().zip(results) {
             match result {
                 Ok(()) => {
                     tracing::info!(order_id = %event.order_id, event_id = %event.event_id, event_type = %event.event_type, correlation_id = event.correlation_id.as_deref().unwrap_or(""), "relay published event");
                     published.push(event.event_id);
                 }
-                Err(err) => {
-                    tracing::warn!(order_id = %event.order_id, event_id = %event.event_id, correlation_id = event.correlation_id.as_deref().unwrap_or(""), error = %err, "relay publish failed");
-                    failed.push((event.event_id, err.to_string()));
+                Err(error) => {
+                    log_failure(event, &error);
+                    let target = if error.is_permanent() {
+                        &mut refused
+                    } else {
+                        &mut failed
+                    };
+                    target.push((event.event_id, error.to_string()));
                 }
             }
         }
+        // Recorded after each call: the transaction never idles longer than one publish
+        // (the server ends sessions idle in a transaction, see migrations/0005).
+        let recorded = bounded(op, async {
+            outbox::mark_published(&tx, &published).await?;
+            outbox::record_failures(&tx, &refused, true).await?;
+            outbox::record_failures(&tx, &failed, false).await
+        })
+        .await;
+        guard.check(recorded)?;
+        outcome.published += published.len();
+        outcome.set_aside += refused.len();
+        outcome.failed += failed.len();
+        if published.is_empty() && refused.is_empty() && !failed.is_empty() {
+            // Nothing got through, for a passing reason: SNS is unavailable now. The rest of
+            // the batch stays queued, unattempted, for the next run.
+            outcome.stalled = true;
+        }
+        if outcome.stalled {
+            break;
+        }
     }
-    let failed_ids: Vec<Uuid> = failed.iter().map(|(id, _)| *id).collect();
-    let errors: Vec<String> = failed.iter().map(|(_, e)| e.clone()).collect();
-    bounded(settings.op_timeout, async {
-        tx.execute(
-            "UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL
-             WHERE event_id = ANY($1)",
-            &[&published],
-        )
-        .await?;
-        tx.execute(
-            "UPDATE outbox o SET attempts = attempts + 1, last_error = f.error
-             FROM UNNEST($1::uuid[], $2::text[]) AS f(event_id, error)
-             WHERE o.event_id = f.event_id",
-            &[&failed_ids, &errors],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    })
-    .await?;
-    Ok((pending.len(), published.len(), failed.len()))
+    let committed = bounded(op, async { Ok(tx.commit().await?) }).await;
+    guard.check(committed)?;
+    Ok(outcome)
 }
 
-async fn expire_idempotency_keys(pool: &Pool) -> Result<u64, DbError> {
-    let client = pool.get().await?;
-    Ok(client
-        .execute(
-            "DELETE FROM idempotency_keys WHERE (scope, key) IN (
-                 SELECT scope, key FROM idempotency_keys WHERE expires_at <= now() LIMIT 1000)",
-            &[],
-        )
-        .await?)
-}
-
-/// Unpublished events and the age in seconds of the oldest.
-pub async fn backlog(pool: &Pool) -> Result<(i64, f64), DbError> {
-    let client = pool.get().await?;
-    let row = client
-        .query_one(
-            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(occurred_at))::float8, 0)
-             FROM outbox WHERE published_at IS NULL",
-            &[],
-        )
-        .await?;
-    Ok((row.get(0), row.get(1)))
+fn log_failure(event: &PendingEvent, error: &PublishError) {
+    let correlation_id = event.correlation_id.as_deref().unwrap_or("");
+    if error.is_permanent() {
+        tracing::error!(order_id = %event.order_id, event_id = %event.event_id, event_type = %event.event_type, correlation_id, error = %error, "relay set aside an event SNS will never accept");
+    } else {
+        tracing::warn!(order_id = %event.order_id, event_id = %event.event_id, correlation_id, error = %error, "relay publish failed");
+    }
 }

@@ -10,7 +10,7 @@ use orders::sns::EventPublisher;
 async fn main() -> Result<(), Error> {
     orders::telemetry::init();
     let config = CommandConfig::from_env()?;
-    let aws = orders::aws::load().await;
+    let aws = orders::aws::load(orders::aws::SdkBudget::WRITE).await;
     let pool = orders::postgres::connect(&config.db, &aws).await?;
     let app = CommandApp::new(
         OrderStore::new(pool, config.db.statement_timeout),

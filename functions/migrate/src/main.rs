@@ -349,7 +349,7 @@ fn time_left(deadline_ms: u64) -> Duration {
 async fn main() -> Result<(), Error> {
     orders::telemetry::init();
     let migrator = Postgres {
-        aws: orders::aws::load().await,
+        aws: orders::aws::load(orders::aws::SdkBudget::WRITE).await,
     };
     let responder = Https::new();
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {

@@ -6,7 +6,8 @@ pub mod cursor;
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use orders::domain::access::{AccessPolicy, Caller};
-use orders::dynamodb::{OrderViewStore, ViewStoreError};
+use orders::domain::validation::is_valid_customer_id;
+use orders::dynamodb::{OrderViewStore, PageKey, ViewStoreError};
 use orders::http::{caller, json_response, problem_response};
 use orders::problem::Problem;
 use orders::s3::ReceiptStore;
@@ -17,6 +18,10 @@ use tracing::Instrument;
 
 pub const DEFAULT_PAGE: usize = 20;
 pub const MAX_PAGE: usize = 100;
+/// The most a listing's `items` may take, counted as they travel: escaped inside the body
+/// string of the function's response to API Gateway. Lambda refuses responses over 6 MB
+/// (6,291,456 bytes); the rest is left for the envelope, headers and the cursor.
+pub const MAX_PAGE_BYTES: usize = 5 * 1024 * 1024;
 
 /// The query side's dependencies, built once per process.
 #[derive(Clone)]
@@ -164,10 +169,7 @@ impl QueryApp {
             tracing::info!(reason = %denied, "listing refused");
             Problem::forbidden(denied)
         })?;
-        if customer_id.is_empty()
-            || customer_id.len() > 64
-            || customer_id.chars().any(char::is_control)
-        {
+        if !is_valid_customer_id(customer_id) {
             return Err(Problem::bad_request(
                 "invalid-customer-id",
                 "customerId must be 1 to 64 characters",
@@ -212,11 +214,54 @@ impl QueryApp {
             .list_by_customer(customer_id, limit, start, status)
             .await
             .map_err(read_problem)?;
+        let (items, next) = cap_page(items, next, MAX_PAGE_BYTES);
         let page = OrderPage {
             items,
             next_cursor: next.map(|key| cursor::encode(&self.cursor_key, &key)),
         };
         Ok(json_response(200, &page))
+    }
+}
+
+/// Cuts a page at the last order that keeps it within `budget` bytes (at least one order), and
+/// points the cursor just after that order; an uncut page keeps its cursor.
+fn cap_page(
+    items: Vec<OrderView>,
+    next: Option<PageKey>,
+    budget: usize,
+) -> (Vec<OrderView>, Option<PageKey>) {
+    let mut used = 0;
+    let mut keep = 0;
+    for item in &items {
+        let size = serde_json::to_string(item).map_or(0, |json| escaped_len(&json)) + 1;
+        if keep > 0 && used + size > budget {
+            break;
+        }
+        used += size;
+        keep += 1;
+    }
+    if keep == items.len() {
+        return (items, next);
+    }
+    let mut items = items;
+    items.truncate(keep);
+    let next = items.last().map(page_key);
+    (items, next)
+}
+
+/// The length of `json` once escaped as a JSON string (each `"` and `\` gains a backslash).
+fn escaped_len(json: &str) -> usize {
+    json.len() + json.bytes().filter(|b| matches!(b, b'"' | b'\\')).count()
+}
+
+/// The index key of a view, as the listing's query would return it after that item.
+fn page_key(view: &OrderView) -> PageKey {
+    let stored = serde_json::to_value(view).unwrap_or_default();
+    let text = |name: &str| stored[name].as_str().unwrap_or_default().to_string();
+    PageKey {
+        order_id: text("orderId"),
+        customer_id: text("customerId"),
+        created_at: text("createdAt"),
     }
 }
 
@@ -248,4 +293,73 @@ fn if_none_match(request: &Request, etag: &str) -> bool {
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().trim_start_matches("W/"))
         .any(|t| t == etag || t == "*")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A view whose one line carries a name of `name_bytes` bytes.
+    fn view(n: u32, name_bytes: usize) -> OrderView {
+        serde_json::from_value(serde_json::json!({
+            "orderId": uuid::Uuid::from_u128(u128::from(n)).to_string(),
+            "customerId": "c-1",
+            "customer": {"id": "c-1", "name": "Ada \"the\" Countess", "email": "ada@example.com"},
+            "currency": "USD",
+            "lines": [{"sku": "S", "name": "n".repeat(name_bytes), "quantity": 1,
+                       "unitPrice": 1, "lineTotal": 1}],
+            "total": 1,
+            "status": "PENDING",
+            "version": 1,
+            "createdAt": format!("2026-01-01T00:00:{:02}.000000Z", n % 60),
+            "updatedAt": "2026-01-01T00:00:00.000000Z",
+            "history": [],
+            "receiptKey": "r",
+            "receiptJsonKey": "r.json",
+            "lastEventId": uuid::Uuid::nil().to_string(),
+            "projectedAt": "2026-01-01T00:00:00.000000Z",
+        }))
+        .expect("a valid view")
+    }
+
+    fn size(view: &OrderView) -> usize {
+        escaped_len(&serde_json::to_string(view).expect("json")) + 1
+    }
+
+    #[test]
+    fn a_page_within_the_budget_keeps_its_items_and_cursor() {
+        let items: Vec<OrderView> = (1..=3).map(|n| view(n, 100)).collect();
+        let budget: usize = items.iter().map(size).sum();
+        let cursor = Some(page_key(&view(9, 1)));
+        let (kept, next) = cap_page(items.clone(), cursor.clone(), budget);
+        assert_eq!((kept, next), (items, cursor));
+    }
+
+    #[test]
+    fn a_page_over_the_budget_stops_early_with_a_cursor_after_its_last_item() {
+        let items: Vec<OrderView> = (1..=3).map(|n| view(n, 100)).collect();
+        let budget: usize = items.iter().take(2).map(size).sum::<usize>() + size(&items[2]) - 1;
+        let (kept, next) = cap_page(items.clone(), None, budget);
+        assert_eq!(kept, items[..2].to_vec());
+        let next = next.expect("a cursor for the rest");
+        assert_eq!(next.order_id, items[1].order.id.to_string());
+        assert_eq!(next.customer_id, "c-1");
+        assert_eq!(
+            next.created_at,
+            serde_json::to_value(&items[1]).expect("json")["createdAt"]
+        );
+    }
+
+    #[test]
+    fn one_order_larger_than_the_budget_is_still_served_alone() {
+        let items: Vec<OrderView> = (1..=2).map(|n| view(n, 1000)).collect();
+        let (kept, next) = cap_page(items.clone(), None, 10);
+        assert_eq!(kept, items[..1].to_vec());
+        assert!(next.is_some());
+    }
+
+    #[test]
+    fn escaping_counts_quotes_and_backslashes_twice() {
+        assert_eq!(escaped_len(r#"{"a":"\\"}"#), 10 + 6);
+    }
 }

@@ -10,7 +10,7 @@ use query::QueryApp;
 async fn main() -> Result<(), Error> {
     orders::telemetry::init();
     let config = QueryConfig::from_env()?;
-    let aws = orders::aws::load().await;
+    let aws = orders::aws::load(orders::aws::SdkBudget::QUERY).await;
     let app = QueryApp::new(
         OrderViewStore::new(&aws, config.table),
         ReceiptStore::new(&aws, config.bucket),

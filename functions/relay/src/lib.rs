@@ -32,17 +32,23 @@ impl Relay {
         tracing::info!(
             published = report.published,
             failed = report.failed,
+            set_aside = report.set_aside,
+            set_aside_total = report.set_aside_total,
             expired_keys = report.expired_keys,
             outbox_backlog = report.backlog,
             outbox_oldest_age_seconds = report.oldest_age_seconds,
             "relay run finished"
         );
+        // OutboxSetAside (all set-aside events, not only this run's) and the run count are
+        // alarmed on in template.yaml: a relay that stops finishing runs stops emitting them.
         MetricSet::new()
             .count("OutboxPublished", report.published)
             .count("OutboxPublishFailed", report.failed)
+            .count("OutboxSetAside", report.set_aside_total.max(0) as usize)
             .count("OutboxBacklog", report.backlog.max(0) as usize)
             .metric("OutboxOldestAge", Unit::Seconds, report.oldest_age_seconds)
             .count("IdempotencyKeysExpired", report.expired_keys as usize)
+            .count("RelayRunsCompleted", 1)
             .emit();
         Ok(report)
     }

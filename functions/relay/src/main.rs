@@ -12,18 +12,13 @@ use tracing::Instrument;
 async fn main() -> Result<(), Error> {
     orders::telemetry::init();
     let config = RelayConfig::from_env()?;
-    let aws = orders::aws::load().await;
+    let aws = orders::aws::load(orders::aws::SdkBudget::WRITE).await;
     let pool = orders::postgres::connect(&config.db, &aws).await?;
+    let settings = RelaySettings::from_config(&config);
     let relay = Relay::new(
         pool,
         EventPublisher::new(&aws, config.topic_arn, config.publish_timeout),
-        RelaySettings {
-            grace: config.grace,
-            batch_size: config.batch_size,
-            max_batches: config.max_batches,
-            max_duration: config.max_duration,
-            op_timeout: config.db.statement_timeout,
-        },
+        settings,
     );
     let relay = &relay;
     lambda_runtime::run(service_fn(

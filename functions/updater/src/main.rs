@@ -13,7 +13,7 @@ use updater::Projector;
 async fn main() -> Result<(), Error> {
     orders::telemetry::init();
     let config = UpdaterConfig::from_env()?;
-    let aws = orders::aws::load().await;
+    let aws = orders::aws::load(orders::aws::SdkBudget::UPDATER).await;
     let read_model = ReadModel::new(
         OrderViewStore::new(&aws, config.table),
         ReceiptStore::new(&aws, config.bucket),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const FAKE: &str = r#"#!/usr/bin/env python3
-import json, os, sys, time, urllib.request
+import json, os, sys, time, urllib.error, urllib.request
 base = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime"
 if os.environ.get("FAKE_MODE") == "exit-at-init":
     sys.exit(3)
@@ -27,6 +27,14 @@ while True:
     if action == "garbage":
         request = urllib.request.Request(base + "/invocation/" + rid + "/response", data=b"not json", method="POST")
         urllib.request.urlopen(request).read()
+        continue
+    if action == "big":
+        # A response of exactly event["bytes"] bytes; Lambda answers 413 to one that is too large.
+        pad = "x" * (event["bytes"] - len('{"pad": ""}'))
+        try:
+            post("/invocation/" + rid + "/response", {"pad": pad})
+        except urllib.error.HTTPError as e:
+            sys.stderr.write("response refused: %d\n" % e.code)
         continue
     if action == "http":
         post("/invocation/" + rid + "/response",

@@ -70,10 +70,7 @@ impl AccessPolicy {
         let claimed = ["scope", "scp"]
             .iter()
             .filter_map(|name| claims.get(*name))
-            .flat_map(|text| {
-                text.trim_matches(|c| c == '[' || c == ']')
-                    .split_whitespace()
-            });
+            .flat_map(|text| unbracketed(text.trim()).split_whitespace());
         let is_staff = scopes
             .iter()
             .map(String::as_str)
@@ -94,6 +91,15 @@ impl AccessPolicy {
             customer_id: subject(&self.customer_claim)?,
         })
     }
+}
+
+/// The scope list inside API Gateway's `[a b]` rendering of an array claim; any other text as
+/// it is. Only a matched pair around the whole claim is removed, so `orders/admin]` stays a
+/// scope of its own (and never counts as `orders/admin`).
+fn unbracketed(text: &str) -> &str {
+    text.strip_prefix('[')
+        .and_then(|inner| inner.strip_suffix(']'))
+        .unwrap_or(text)
 }
 
 impl Caller {
@@ -218,13 +224,20 @@ mod tests {
                 "{claims:?}"
             );
         }
-        let not_staff = policy
-            .caller(
-                &claims(&[("sub", "c"), ("scope", "orders/administrator")]),
-                &[],
-            )
-            .unwrap();
-        assert!(!not_staff.is_staff());
+        // Near misses: a longer scope, and brackets that are not one pair around the claim.
+        for scope in [
+            "orders/administrator",
+            "orders/admin]",
+            "[orders/admin",
+            "other orders/admin]",
+            "[orders/admin] other",
+            "[[orders/admin]]",
+        ] {
+            let caller = policy
+                .caller(&claims(&[("sub", "c"), ("scope", scope)]), &[])
+                .unwrap();
+            assert!(!caller.is_staff(), "{scope:?} must not count as staff");
+        }
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub const MAX_QUANTITY: i64 = 10_000;
 /// The largest unit price, in minor units (one billion major units at two decimals).
 pub const MAX_UNIT_PRICE: i64 = 100_000_000_000;
 const MAX_ID_CHARS: usize = 64;
+/// The longest customer id, in characters (not bytes), for placing and for listing orders.
+pub const MAX_CUSTOMER_ID_CHARS: usize = MAX_ID_CHARS;
 const MAX_NAME_CHARS: usize = 200;
 const MAX_EMAIL_CHARS: usize = 254;
 /// The longest reason a status change may carry.
@@ -153,6 +155,15 @@ pub(crate) fn check_text(
     }
 }
 
+/// Whether `id` names a customer whose orders can be listed: the rule an order's `customer.id`
+/// passes (1 to [`MAX_CUSTOMER_ID_CHARS`] characters, not blank, no control characters), so
+/// that every customer who can order can also list.
+pub fn is_valid_customer_id(id: &str) -> bool {
+    let mut errors = Vec::new();
+    check_text(&mut errors, String::new, id, MAX_CUSTOMER_ID_CHARS);
+    errors.is_empty()
+}
+
 fn check_email(errors: &mut Vec<FieldError>, value: &str) {
     let before = errors.len();
     check_text(errors, || "customer.email".into(), value, MAX_EMAIL_CHARS);
@@ -243,7 +254,7 @@ impl CreateOrderRequest {
             &mut errors,
             || "customer.id".into(),
             &self.customer.id,
-            MAX_ID_CHARS,
+            MAX_CUSTOMER_ID_CHARS,
         );
         check_text(
             &mut errors,
@@ -494,6 +505,24 @@ mod tests {
         let errors = field_errors(body);
         assert_eq!(errors[0].field, "customer.id");
         assert_eq!(errors[1].field, "lines[0].sku");
+    }
+
+    #[test]
+    fn a_customer_who_can_order_can_list_counting_characters_not_bytes() {
+        // 40 characters of 3 bytes each: 120 bytes, well within 64 characters.
+        let wide = "顧".repeat(40);
+        let mut body = valid_body();
+        body["customer"]["id"] = json!(wide);
+        assert!(decode(&body).unwrap().validate().is_ok());
+        assert!(is_valid_customer_id(&wide));
+        let too_long = "é".repeat(MAX_CUSTOMER_ID_CHARS + 1);
+        let mut body = valid_body();
+        body["customer"]["id"] = json!(too_long);
+        assert_eq!(field_errors(body)[0].field, "customer.id");
+        assert!(!is_valid_customer_id(&too_long));
+        for bad in ["", "  ", "a\u{0}b"] {
+            assert!(!is_valid_customer_id(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -22,6 +22,11 @@ pub const MIGRATIONS: &[Migration] = include!(concat!(env!("OUT_DIR"), "/migrati
 pub async fn migrate(pool: &Pool) -> Result<Vec<String>, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    // The role's server-side bounds (migrations/0005) are sized for requests; a migration may
+    // wait for another runner's lock and rebuild an index, so this transaction lifts them and
+    // relies on the caller's bound (DB_STATEMENT_TIMEOUT_MS of the migrate function).
+    tx.batch_execute("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
+        .await?;
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtext('orders-cqrs:migrations'))",
         &[],

@@ -1,15 +1,21 @@
 //! The write model in PostgreSQL: connection pool, schema migrations and the order store.
 
 mod iam;
+pub mod idempotency;
 mod migrations;
 mod orders;
+#[cfg(feature = "sns")]
+pub mod outbox;
 
 pub use migrations::{migrate, Migration, MIGRATIONS};
 pub use orders::{Change, IdempotencyClaim, Keyed, OrderStore, Outcome, StoredOrder};
 
 use crate::config::{DbConfig, DbPassword, SslMode};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,8 +54,12 @@ impl From<tokio_postgres::Error> for DbError {
         let connection_lost = err.is_closed()
             || err.as_db_error().is_some_and(|db| {
                 let code = db.code().code();
-                // 08: connection exception; 57P0x: server shutting down or starting up.
-                code.starts_with("08") || code.starts_with("57P")
+                // 08: connection exception; 57P0x: server shutting down or starting up;
+                // 57014: cancelled by statement_timeout; 55P03: lock_timeout; 25P03: the
+                // session was ended by idle_in_transaction_session_timeout.
+                code.starts_with("08")
+                    || code.starts_with("57P")
+                    || matches!(code, "57014" | "55P03" | "25P03")
             })
             || (err.as_db_error().is_none() && err.code().is_none() && is_io(&err));
         if connection_lost {
@@ -95,14 +105,99 @@ impl From<PoolError> for DbError {
     }
 }
 
-/// Runs a database operation with an upper bound on its duration.
+tokio::task_local! {
+    /// Set by [`bounded`] when it gives up on its operation: every connection checked out
+    /// inside that operation is then discarded, never handed out again.
+    static ABANDONED: Arc<AtomicBool>;
+}
+
+/// A pooled connection that is discarded instead of returned to the pool when the operation
+/// using it was abandoned by a timeout: its statement may still be running or waiting on a
+/// lock on the server, and the next request would queue behind it.
+pub struct Connection {
+    object: Option<Object>,
+    abandoned: Arc<AtomicBool>,
+}
+
+impl Connection {
+    /// A handle that discards this connection after a client-side timeout of an operation
+    /// run outside the [`bounded`] call that checked it out (a transaction spanning several
+    /// bounded steps). It does not borrow the connection, so it works while a transaction does.
+    pub fn timeout_guard(&self) -> TimeoutGuard {
+        TimeoutGuard(Arc::clone(&self.abandoned))
+    }
+}
+
+/// See [`Connection::timeout_guard`].
+pub struct TimeoutGuard(Arc<AtomicBool>);
+
+impl TimeoutGuard {
+    /// Passes `result` through, marking the connection for discarding on a timeout.
+    pub fn check<T>(&self, result: Result<T, DbError>) -> Result<T, DbError> {
+        if matches!(result, Err(DbError::Timeout(_))) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+impl std::ops::Deref for Connection {
+    type Target = Object;
+    fn deref(&self) -> &Object {
+        self.object
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("taken only on drop"))
+    }
+}
+
+impl std::ops::DerefMut for Connection {
+    fn deref_mut(&mut self) -> &mut Object {
+        self.object
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("taken only on drop"))
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(object) = self.object.take() {
+            if self.abandoned.load(Ordering::Relaxed) {
+                tracing::warn!("discarding a database connection whose operation timed out");
+                drop(Object::take(object));
+            }
+        }
+    }
+}
+
+/// Takes a connection from the pool; see [`Connection`] for what happens after a timeout.
+pub async fn checkout(pool: &Pool) -> Result<Connection, DbError> {
+    let object = pool.get().await?;
+    let abandoned = ABANDONED
+        .try_with(Arc::clone)
+        .unwrap_or_else(|_| Arc::new(AtomicBool::new(false)));
+    Ok(Connection {
+        object: Some(object),
+        abandoned,
+    })
+}
+
+/// Runs a database operation with an upper bound on its duration. When the bound is hit, the
+/// connections the operation checked out (with [`checkout`]) are discarded: the server-side
+/// `statement_timeout` and `lock_timeout` (migrations/0005) end the abandoned statement there.
 pub async fn bounded<T>(
     limit: Duration,
     operation: impl Future<Output = Result<T, DbError>>,
 ) -> Result<T, DbError> {
-    tokio::time::timeout(limit, operation)
-        .await
-        .unwrap_or(Err(DbError::Timeout(limit)))
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let mut operation = Box::pin(ABANDONED.scope(abandoned.clone(), operation));
+    match tokio::time::timeout(limit, operation.as_mut()).await {
+        Ok(result) => result,
+        Err(_) => {
+            abandoned.store(true, Ordering::Relaxed);
+            drop(operation);
+            Err(DbError::Timeout(limit))
+        }
+    }
 }
 
 /// Builds the connection pool. No connection is opened here: the first request opens one, so

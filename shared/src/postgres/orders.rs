@@ -2,7 +2,7 @@
 //! key of the command that wrote it, all in one transaction. No HTTP here: the outcome kept
 //! with a key is opaque to the store.
 
-use super::{bounded, DbError};
+use super::{bounded, checkout, DbError};
 use crate::domain::command::Decision;
 use crate::domain::order::{Customer, Order, OrderId, OrderLine, ShippingAddress, StatusChange};
 use deadpool_postgres::{GenericClient, Pool, Transaction};
@@ -91,13 +91,13 @@ impl OrderStore {
     ) -> Result<Keyed<()>, DbError> {
         let order = &placed.order;
         bounded(self.op_timeout, async {
-            let mut client = self.pool.get().await?;
+            let mut client = checkout(&self.pool).await?;
             for _ in 0..CLAIM_ATTEMPTS {
                 let tx = client.transaction().await?;
                 if let Some((claim, outcome)) = claim {
                     if !claim_key(&tx, claim, order.id, outcome).await? {
                         tx.rollback().await?;
-                        match kept_outcome(&client, claim).await? {
+                        match kept_outcome(&*client, claim).await? {
                             Some(found) => return Ok(found),
                             // Expired and swept between the two statements: claim again.
                             None => continue,
@@ -130,7 +130,7 @@ impl OrderStore {
         decide: impl Fn(&Order) -> Result<(Decision, Outcome), R>,
     ) -> Result<Keyed<Change<R>>, DbError> {
         bounded(self.op_timeout, async {
-            let mut client = self.pool.get().await?;
+            let mut client = checkout(&self.pool).await?;
             for _ in 0..CLAIM_ATTEMPTS {
                 let tx = client.transaction().await?;
                 let clause = "WHERE o.id = $1 AND ($2::text IS NULL OR o.customer_id = $2)
@@ -174,8 +174,8 @@ impl OrderStore {
     /// One order with its lines and history.
     pub async fn load(&self, id: OrderId) -> Result<Option<StoredOrder>, DbError> {
         bounded(self.op_timeout, async {
-            let client = self.pool.get().await?;
-            let mut orders = fetch_orders(&client, "WHERE o.id = $1", &[&id.as_uuid()]).await?;
+            let client = checkout(&self.pool).await?;
+            let mut orders = fetch_orders(&*client, "WHERE o.id = $1", &[&id.as_uuid()]).await?;
             Ok(orders.pop())
         })
         .await
@@ -185,10 +185,10 @@ impl OrderStore {
     /// so a full pass stays cheap however many orders there are).
     pub async fn page(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<StoredOrder>, DbError> {
         bounded(self.op_timeout, async {
-            let client = self.pool.get().await?;
+            let client = checkout(&self.pool).await?;
             let after = after.unwrap_or(Uuid::nil());
             let clause = "WHERE o.id > $1 ORDER BY o.id LIMIT $2";
-            fetch_orders(&client, clause, &[&after, &limit]).await
+            fetch_orders(&*client, clause, &[&after, &limit]).await
         })
         .await
     }
@@ -196,7 +196,7 @@ impl OrderStore {
     /// Records that an event reached SNS.
     pub async fn mark_published(&self, event_id: Uuid) -> Result<(), DbError> {
         bounded(self.op_timeout, async {
-            let client = self.pool.get().await?;
+            let client = checkout(&self.pool).await?;
             client
                 .execute(
                     "UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL
@@ -212,7 +212,7 @@ impl OrderStore {
     /// Records a failed publish attempt, for the relay and for operators.
     pub async fn record_publish_failure(&self, event_id: Uuid, error: &str) -> Result<(), DbError> {
         bounded(self.op_timeout, async {
-            let client = self.pool.get().await?;
+            let client = checkout(&self.pool).await?;
             client
                 .execute(
                     "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE event_id = $1",
