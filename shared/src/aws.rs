@@ -41,12 +41,21 @@ impl SdkBudget {
         operation: Duration::from_secs(3),
         max_attempts: 3,
     };
-    /// The write side (command 15 s, relay 60 s, migrate, operator tools): SNS publishes are
-    /// also cut off by `PUBLISH_TIMEOUT_MS` (2 s); the SDK gives up at the same point.
+    /// The write side (command 15 s, relay 60 s, migrate): SNS publishes are also cut off by
+    /// `PUBLISH_TIMEOUT_MS` (2 s); the SDK gives up at the same point.
     pub const WRITE: Self = Self {
         connect: Duration::from_millis(1000),
         attempt: Duration::from_millis(1000),
         operation: Duration::from_secs(2),
+        max_attempts: 3,
+    };
+
+    /// Operator tools (`orders-admin`), run by hand with no function timeout: SQS long polls
+    /// and full-table scans need attempts longer than a request's.
+    pub const OPERATOR: Self = Self {
+        connect: Duration::from_secs(3),
+        attempt: Duration::from_secs(30),
+        operation: Duration::from_secs(60),
         max_attempts: 3,
     };
 
