@@ -43,9 +43,14 @@ pub fn publish_batch_refusal(body: &[u8]) -> Option<String> {
     } else {
         return None;
     };
-    Some(format!(
+    Some(refusal(code, &message))
+}
+
+/// An SNS error response (query protocol XML) for a request refused as the sender's fault.
+pub fn refusal(code: &str, message: &str) -> String {
+    format!(
         "<ErrorResponse xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\"><Error>\
          <Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>\
          <RequestId>limits-proxy</RequestId></ErrorResponse>"
-    ))
+    )
 }

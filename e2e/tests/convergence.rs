@@ -12,6 +12,31 @@ fn assert_converged(report: &orders::reconcile::DriftReport, orders: usize) {
     assert_eq!(report.views_checked, orders);
 }
 
+/// What a relay run did: published, failed, set aside, and the queue it left.
+fn counts(report: &orders::relay::RelayReport) -> (usize, usize, usize, i64) {
+    (
+        report.published,
+        report.failed,
+        report.set_aside,
+        report.backlog,
+    )
+}
+
+/// Puts a copy of an event at the head of the outbox, its payload changed by `payload` (SQL
+/// over the original `payload`).
+fn put_at_head_of_outbox(sys: &TestSystem, payload: &str) {
+    sys.pg.psql(
+        "orders",
+        &format!(
+            "INSERT INTO outbox (event_id, order_id, event_type, order_version, occurred_at,
+                                 payload)
+             SELECT gen_random_uuid(), order_id, event_type, 99,
+                    occurred_at - interval '1 hour', {payload}
+             FROM outbox LIMIT 1"
+        ),
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sns_failing_after_commit_is_repaired_by_the_relay() {
     let sys = TestSystem::start(false).await;
@@ -310,16 +335,7 @@ async fn large_events_at_the_head_of_the_outbox_do_not_block_the_relay() {
         .await
         .unwrap();
     assert_eq!(proxy.failures(), 0, "a batch over SNS's limits was sent");
-    assert_eq!(
-        (
-            report.published,
-            report.failed,
-            report.set_aside,
-            report.backlog
-        ),
-        (large + small, 0, 0, 0),
-        "{report:?}"
-    );
+    assert_eq!(counts(&report), (large + small, 0, 0, 0), "{report:?}");
     assert_eq!(
         sys.drain(large + small, Duration::from_secs(120)).await,
         large + small
@@ -340,12 +356,9 @@ async fn an_event_sns_will_never_accept_is_set_aside_and_the_rest_is_relayed() {
     }
     // At the head of the queue, an event over SNS's 256 KiB message limit (as a later schema
     // or a hand-made row could produce): no publish of it can ever succeed.
-    sys.pg.psql(
-        "orders",
-        "INSERT INTO outbox (event_id, order_id, event_type, order_version, occurred_at, payload)
-         SELECT gen_random_uuid(), order_id, event_type, 99, occurred_at - interval '1 hour',
-                payload || jsonb_build_object('padding', repeat('x', 300000))
-         FROM outbox LIMIT 1",
+    put_at_head_of_outbox(
+        &sys,
+        "payload || jsonb_build_object('padding', repeat('x', 300000))",
     );
     let first = sys.relay().await;
     assert_eq!(
@@ -371,6 +384,78 @@ async fn an_event_sns_will_never_accept_is_set_aside_and_the_rest_is_relayed() {
         (second.published, second.set_aside, second.set_aside_total),
         (0, 0, 1)
     );
+    assert_eq!(sys.drain(3, Duration::from_secs(20)).await, 3);
+    assert_converged(&sys.verify().await, 3);
+}
+
+/// Orders whose events wait in the outbox (SNS unreachable when they were placed).
+async fn unpublished_orders(sys: &TestSystem, prefix: &str, n: usize) {
+    let dead = e2e::aws::sdk_config_for(&format!("http://127.0.0.1:{}", e2e::free_port())).await;
+    let app = sys.command_publishing_via(&dead, Duration::from_millis(300));
+    for i in 0..n {
+        let body = order_body(&format!("{prefix}{i}"));
+        assert_eq!(read_json(&app.handle(post_order(&body)).await).0, 201);
+    }
+}
+
+/// A relay run whose SNS calls go through `proxy`.
+async fn relay_via(sys: &TestSystem, proxy: &FaultProxy) -> orders::relay::RelayReport {
+    let sns = e2e::aws::sdk_config_for(&proxy.endpoint()).await;
+    let publisher = EventPublisher::new(
+        &sns,
+        sys.resources.topic_arn.clone(),
+        Duration::from_secs(5),
+    );
+    relay_once(sys.store.pool(), &publisher, &relay_settings())
+        .await
+        .unwrap()
+}
+
+fn refuse_poisoned_batches(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    (text.contains("Action=PublishBatch") && text.contains("poison-pill"))
+        .then(|| e2e::sns_limits::refusal("InvalidParameter", "Invalid parameter: Message"))
+}
+
+fn refuse_every_batch(body: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(body)
+        .contains("Action=PublishBatch")
+        .then(|| e2e::sns_limits::refusal("InvalidParameter", "Invalid parameter: TopicArn"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_makes_sns_refuse_its_whole_batch_is_found_and_set_aside() {
+    let sys = TestSystem::start(false).await;
+    unpublished_orders(&sys, "p", 3).await;
+    // At the head of the queue, an event that makes SNS refuse any call carrying it.
+    put_at_head_of_outbox(&sys, "payload || jsonb_build_object('note', 'poison-pill')");
+    let proxy = FaultProxy::start(sys.moto.endpoint()).await;
+    proxy.refuse_when(refuse_poisoned_batches);
+    let report = relay_via(&sys, &proxy).await;
+    assert_eq!(counts(&report), (3, 0, 1, 0), "{report:?}");
+    assert_eq!(
+        sys.pg.psql(
+            "orders",
+            "SELECT payload->>'note' FROM outbox WHERE set_aside_at IS NOT NULL"
+        ),
+        "poison-pill"
+    );
+    assert_eq!(sys.drain(3, Duration::from_secs(20)).await, 3);
+    assert_converged(&sys.verify().await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sns_refusing_every_call_sets_nothing_aside() {
+    let sys = TestSystem::start(false).await;
+    unpublished_orders(&sys, "w", 3).await;
+    // As a wrong topic would: every call refused, whatever it carries.
+    let proxy = FaultProxy::start(sys.moto.endpoint()).await;
+    proxy.refuse_when(refuse_every_batch);
+    let report = relay_via(&sys, &proxy).await;
+    assert_eq!(counts(&report), (0, 3, 0, 3), "{report:?}");
+    // Fixed, the next run publishes them all.
+    let report = sys.relay().await;
+    assert_eq!((report.published, report.backlog), (3, 0), "{report:?}");
     assert_eq!(sys.drain(3, Duration::from_secs(20)).await, 3);
     assert_converged(&sys.verify().await, 3);
 }

@@ -25,28 +25,37 @@ pub struct SdkBudget {
 
 impl SdkBudget {
     /// The query (6 s timeout): one DynamoDB read per request (receipt links are presigned
-    /// locally), at most 2.5 s; 3.5 s are left for the rest.
+    /// locally), at most 4 s; 2 s are left for the rest.
     pub const QUERY: Self = Self {
         connect: Duration::from_millis(1000),
-        attempt: Duration::from_millis(1000),
-        operation: Duration::from_millis(2500),
+        attempt: Duration::from_secs(2),
+        operation: Duration::from_secs(4),
         max_attempts: 3,
     };
     /// The updater (30 s timeout, batches of 10, 8 records at a time): a record makes up to 4
     /// calls in turn (view, then up to 3 documents), and a batch at most 2 rounds of records:
-    /// 8 calls of at most 3 s is 24 s.
+    /// 8 calls of at most 3.5 s is 28 s.
     pub const UPDATER: Self = Self {
         connect: Duration::from_millis(1000),
-        attempt: Duration::from_millis(1500),
-        operation: Duration::from_secs(3),
+        attempt: Duration::from_secs(2),
+        operation: Duration::from_millis(3500),
         max_attempts: 3,
     };
-    /// The write side (command 15 s, relay 60 s, migrate, operator tools): SNS publishes are
-    /// also cut off by `PUBLISH_TIMEOUT_MS` (2 s); the SDK gives up at the same point.
+    /// The write side (command 15 s, relay 60 s, migrate): SNS publishes are also cut off by
+    /// `PUBLISH_TIMEOUT_MS` (2 s); the SDK gives up at the same point.
     pub const WRITE: Self = Self {
         connect: Duration::from_millis(1000),
-        attempt: Duration::from_millis(1000),
+        attempt: Duration::from_millis(1500),
         operation: Duration::from_secs(2),
+        max_attempts: 3,
+    };
+
+    /// Operator tools (`orders-admin`), run by hand with no function timeout: SQS long polls
+    /// and full-table scans need attempts longer than a request's.
+    pub const OPERATOR: Self = Self {
+        connect: Duration::from_secs(3),
+        attempt: Duration::from_secs(30),
+        operation: Duration::from_secs(60),
         max_attempts: 3,
     };
 

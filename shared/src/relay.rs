@@ -10,7 +10,7 @@
 use crate::config::RelayConfig;
 use crate::postgres::idempotency::{expire_keys, ExpirySettings};
 use crate::postgres::outbox::{self, QueuePosition};
-use crate::postgres::{bounded, checkout, DbError};
+use crate::postgres::{bounded, checkout, DbError, TimeoutGuard};
 use crate::sns::{pack, EventPublisher, PendingEvent, PublishError};
 use deadpool_postgres::Pool;
 use serde::Serialize;
@@ -166,61 +166,43 @@ async fn relay_batch(
     guard.check(recorded)?;
     outcome.set_aside += too_large.len();
 
+    let refused_call =
+        |r: &Result<(), PublishError>| matches!(r, Err(PublishError::RequestRefused(_)));
     for batch in &packed.batches {
-        let mut results = publisher.publish_batch(batch).await;
-        let refused_call =
-            |r: &Result<(), PublishError>| matches!(r, Err(PublishError::RequestRefused(_)));
+        let results = publisher.publish_batch(batch).await;
         if batch.len() > 1 && results.iter().all(refused_call) {
             // SNS refused the whole call: send each event alone to find the one it refuses.
             // Only when others then get through is the call's refusal that event's fault (a
             // wrong topic refuses every call, and must not set the whole outbox aside).
-            results = Vec::with_capacity(batch.len());
+            let (mut refused_alone, mut any_published) = (Vec::new(), false);
             for event in batch {
-                results.extend(publisher.publish_batch(&[*event]).await);
-            }
-            if results.iter().any(Result::is_ok) {
-                for result in &mut results {
-                    if let Err(PublishError::RequestRefused(text)) = result {
-                        *result = Err(PublishError::Refused(std::mem::take(text)));
-                    }
+                let results = publisher.publish_batch(&[*event]).await;
+                if results.iter().all(refused_call) {
+                    refused_alone.push(event.event_id);
+                }
+                let timed_out = matches!(results[..], [Err(PublishError::Timeout(_))]);
+                let counts = record(&tx, op, &guard, &[*event], results).await?;
+                any_published |= counts.published > 0;
+                outcome.add(counts);
+                if timed_out {
+                    outcome.stalled = true;
+                    break;
                 }
             }
-        }
-        let mut published = Vec::new();
-        let (mut refused, mut failed) = (Vec::new(), Vec::new());
-        for (event, result) in batch.iter().zip(results) {
-            match result {
-                Ok(()) => {
-                    tracing::info!(order_id = %event.order_id, event_id = %event.event_id, event_type = %event.event_type, correlation_id = event.correlation_id.as_deref().unwrap_or(""), "relay published event");
-                    published.push(event.event_id);
-                }
-                Err(error) => {
-                    log_failure(event, &error);
-                    let target = if error.is_permanent() {
-                        &mut refused
-                    } else {
-                        &mut failed
-                    };
-                    target.push((event.event_id, error.to_string()));
-                }
+            if any_published && !refused_alone.is_empty() {
+                let set_aside = bounded(op, outbox::set_aside(&tx, &refused_alone)).await;
+                guard.check(set_aside)?;
+                tracing::error!(events = ?refused_alone, "relay set aside events SNS refused in every call that carried them");
+                outcome.failed -= refused_alone.len();
+                outcome.set_aside += refused_alone.len();
             }
-        }
-        // Recorded after each call: the transaction never idles longer than one publish
-        // (the server ends sessions idle in a transaction, see migrations/0005).
-        let recorded = bounded(op, async {
-            outbox::mark_published(&tx, &published).await?;
-            outbox::record_failures(&tx, &refused, true).await?;
-            outbox::record_failures(&tx, &failed, false).await
-        })
-        .await;
-        guard.check(recorded)?;
-        outcome.published += published.len();
-        outcome.set_aside += refused.len();
-        outcome.failed += failed.len();
-        if published.is_empty() && refused.is_empty() && !failed.is_empty() {
+            outcome.stalled |= !any_published;
+        } else {
+            let counts = record(&tx, op, &guard, batch, results).await?;
             // Nothing got through, for a passing reason: SNS is unavailable now. The rest of
-            // the batch stays queued, unattempted, for the next run.
-            outcome.stalled = true;
+            // the claimed events stay queued, unattempted, for the next run.
+            outcome.stalled = counts.published == 0 && counts.set_aside == 0;
+            outcome.add(counts);
         }
         if outcome.stalled {
             break;
@@ -229,6 +211,65 @@ async fn relay_batch(
     let committed = bounded(op, async { Ok(tx.commit().await?) }).await;
     guard.check(committed)?;
     Ok(outcome)
+}
+
+/// What publishing some events came to.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    published: usize,
+    failed: usize,
+    set_aside: usize,
+}
+
+impl BatchOutcome {
+    fn add(&mut self, counts: Counts) {
+        self.published += counts.published;
+        self.failed += counts.failed;
+        self.set_aside += counts.set_aside;
+    }
+}
+
+/// Logs and records the results of one publish call, in the claim's transaction: after each
+/// call, so that the transaction never idles longer than one publish (the server ends
+/// sessions idle in a transaction, see migrations/0005).
+async fn record(
+    tx: &deadpool_postgres::Transaction<'_>,
+    op: Duration,
+    guard: &TimeoutGuard,
+    events: &[&PendingEvent],
+    results: Vec<Result<(), PublishError>>,
+) -> Result<Counts, DbError> {
+    let mut published = Vec::new();
+    let (mut refused, mut failed) = (Vec::new(), Vec::new());
+    for (event, result) in events.iter().zip(results) {
+        match result {
+            Ok(()) => {
+                tracing::info!(order_id = %event.order_id, event_id = %event.event_id, event_type = %event.event_type, correlation_id = event.correlation_id.as_deref().unwrap_or(""), "relay published event");
+                published.push(event.event_id);
+            }
+            Err(error) => {
+                log_failure(event, &error);
+                let target = if error.is_permanent() {
+                    &mut refused
+                } else {
+                    &mut failed
+                };
+                target.push((event.event_id, error.to_string()));
+            }
+        }
+    }
+    let recorded = bounded(op, async {
+        outbox::mark_published(tx, &published).await?;
+        outbox::record_failures(tx, &refused, true).await?;
+        outbox::record_failures(tx, &failed, false).await
+    })
+    .await;
+    guard.check(recorded)?;
+    Ok(Counts {
+        published: published.len(),
+        failed: failed.len(),
+        set_aside: refused.len(),
+    })
 }
 
 fn log_failure(event: &PendingEvent, error: &PublishError) {

@@ -97,6 +97,17 @@ pub async fn record_failures(
     Ok(())
 }
 
+/// Takes events out of the queue without counting another attempt (their failure is already
+/// recorded), until an operator clears `set_aside_at`.
+pub async fn set_aside(tx: &Transaction<'_>, ids: &[Uuid]) -> Result<(), DbError> {
+    tx.execute(
+        "UPDATE outbox SET set_aside_at = now() WHERE event_id = ANY($1)",
+        &[&ids],
+    )
+    .await?;
+    Ok(())
+}
+
 /// The relay's view of the queue after a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Backlog {
