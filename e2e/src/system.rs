@@ -1,6 +1,6 @@
 //! The whole system wired against real stand-ins: PostgreSQL, moto, and the three handlers.
 
-use crate::aws::{provision, receive_batch, Moto, Resources};
+use crate::aws::{deploy, receive_batch, Moto, Resources, Variation};
 use crate::postgres::TestPostgres;
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -12,6 +12,7 @@ use orders::postgres::OrderStore;
 use orders::projection::ReadModel;
 use orders::s3::ReceiptStore;
 use orders::sns::EventPublisher;
+use orders_local::provision::Database;
 use query::QueryApp;
 use std::time::Duration;
 use updater::Projector;
@@ -35,17 +36,26 @@ impl TestSystem {
     /// Starts PostgreSQL and moto, migrates, provisions, and builds the handlers as their
     /// `main.rs` would.
     pub async fn start(raw_delivery: bool) -> Self {
-        let (pg, moto) = tokio::task::spawn_blocking(|| {
-            std::thread::scope(|s| {
-                let pg = s.spawn(TestPostgres::start);
-                let moto = Moto::start();
-                (pg.join().expect("postgres fixture"), moto)
-            })
-        })
-        .await
-        .expect("fixtures");
+        let pg = tokio::task::spawn_blocking(TestPostgres::start);
+        let moto = Moto::start().await;
+        let pg = pg.await.expect("postgres fixture");
         let aws = moto.sdk_config().await;
-        let resources = provision(&aws, "e2e", raw_delivery).await;
+        let database = Database {
+            host: "127.0.0.1",
+            port: pg.port,
+            user: crate::postgres::USER,
+            password: crate::postgres::PASSWORD,
+        };
+        let resources = deploy(
+            &aws,
+            "e2e",
+            &database,
+            Variation {
+                raw_delivery,
+                visibility_timeout_secs: 2,
+            },
+        )
+        .await;
         let db = pg.db_config();
         let pool = orders::postgres::connect(&db, &aws).await.expect("pool");
         let applied = orders::postgres::migrate(&pool).await.expect("migrate");
