@@ -1,8 +1,11 @@
-//! The AWS side of a test system: moto started as the local runner starts it, and the
-//! resources created from `template.yaml` by the runner's provisioning, so that the table,
-//! bucket, topic, queues and subscription exist only in the template.
+//! The AWS side of a test system: moto started as the local runner starts it, the resources
+//! created from `template.yaml` by the runner's provisioning (so that the table, bucket, topic,
+//! queues and subscription exist only in the template), and, as in the runner, IAM enforced:
+//! each function's template role created and assumed, and moto checking every call
+//! (`LOCAL_NO_IAM=1` turns it off).
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use orders_local::iam::{self, Principal};
 use orders_local::moto::LocalMoto;
 use orders_local::provision::{self, Database};
 use orders_local::template::{Resolver, Template};
@@ -14,6 +17,8 @@ pub const REGION: &str = "us-east-1";
 /// moto, started as the local runner starts it.
 pub struct Moto {
     pub server: LocalMoto,
+    /// The admin user the harness provisions with, under IAM enforcement.
+    pub admin: Option<Principal>,
 }
 
 impl Moto {
@@ -28,21 +33,56 @@ impl Moto {
             .unwrap_or_else(|e| {
                 panic!("moto: {e} (run scripts/bootstrap; the README's test command does)")
             });
-        Self { server }
+        Self {
+            server,
+            admin: None,
+        }
     }
 
     pub fn endpoint(&self) -> String {
         self.server.endpoint()
     }
 
-    /// SDK configuration that talks to this server.
+    /// SDK configuration that talks to this server (as the admin, under IAM enforcement).
     pub async fn sdk_config(&self) -> SdkConfig {
-        sdk_config_for(&self.endpoint()).await
+        let config = sdk_config_for(&self.endpoint()).await;
+        match &self.admin {
+            Some(admin) => admin.sdk_config(&config),
+            None => config,
+        }
     }
 
-    /// The environment a process (`orders-admin`) needs to talk to this server.
+    /// Creates the admin user (before moto checks anything) and provisions as it from now on.
+    pub async fn create_admin(&mut self, stack: &str) {
+        let unchecked = sdk_config_for(&self.endpoint()).await;
+        let admin = iam::create_admin(&unchecked, stack, orders_local::runner::ACCOUNT_ID)
+            .await
+            .unwrap_or_else(|e| panic!("IAM admin: {e}"));
+        self.admin = Some(admin);
+    }
+
+    /// Runs `work` with moto's access control off, for what moto cannot check under it:
+    /// presigned (query-string signed) S3 links, which moto 5 answers with a 500 when its
+    /// access control is on. Without IAM enforcement, just runs it.
+    pub async fn unchecked<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        if self.admin.is_none() {
+            return work.await;
+        }
+        let endpoint = self.endpoint();
+        iam::suspend(&endpoint)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let out = work.await;
+        iam::enforce(&endpoint)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        out
+    }
+
+    /// The environment a process (`orders-admin`, as an operator) needs to talk to this
+    /// server.
     pub fn env(&self) -> Vec<(String, String)> {
-        [
+        let mut env: Vec<(String, String)> = [
             ("AWS_ENDPOINT_URL", self.endpoint()),
             ("AWS_REGION", REGION.into()),
             ("AWS_ACCESS_KEY_ID", "test".into()),
@@ -50,7 +90,31 @@ impl Moto {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        .collect();
+        if let Some(admin) = &self.admin {
+            env.retain(|(k, _)| k != "AWS_ACCESS_KEY_ID" && k != "AWS_SECRET_ACCESS_KEY");
+            env.extend(admin.env());
+        }
+        env
+    }
+}
+
+/// Whether IAM is enforced (the default; `LOCAL_NO_IAM=1` turns it off, as for the runner).
+pub fn iam_enforced() -> bool {
+    !std::env::var("LOCAL_NO_IAM").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+/// Each function's role session, by binary (empty without IAM enforcement).
+#[derive(Debug, Clone, Default)]
+pub struct Roles(pub BTreeMap<String, Principal>);
+
+impl Roles {
+    /// `config` as the function `binary` would call AWS: with its role session.
+    pub fn config_of(&self, binary: &str, config: &SdkConfig) -> SdkConfig {
+        match self.0.get(binary) {
+            Some(role) => role.sdk_config(config),
+            None => config.clone(),
+        }
     }
 }
 
@@ -88,13 +152,16 @@ pub struct Variation {
 
 /// Creates the template's resources in moto with the runner's provisioning (names prefixed
 /// with `stack`), and returns those the system under test uses: the updater's table and
-/// bucket, the command's topic, and the queue the updater's event source mapping polls.
+/// bucket, the command's topic, and the queue the updater's event source mapping polls. With
+/// `moto.admin` set, then creates each function's role, assumes it and turns moto's access
+/// control on.
 pub async fn deploy(
-    aws: &SdkConfig,
+    moto: &Moto,
     stack: &str,
     db: &Database<'_>,
     variation: Variation,
-) -> Resources {
+) -> (Resources, Roles) {
+    let aws = &moto.sdk_config().await;
     let path = crate::workspace_root().join("template.yaml");
     let template = Template::load(&path).expect("template.yaml");
     let defs = template.functions().expect("the template's functions");
@@ -125,7 +192,11 @@ pub async fn deploy(
     let queue = &provisioned.queues[&mapping.queue];
     let topic_arn = variable("ORDER_EVENTS_TOPIC_ARN");
     set_raw_delivery(aws, &resolver, &queue.arn, variation.raw_delivery).await;
-    Resources {
+    let roles = match moto.admin {
+        Some(_) => function_roles(moto, aws, &resolver, &defs).await,
+        None => Roles::default(),
+    };
+    let resources = Resources {
         table: variable("ORDERS_TABLE"),
         bucket: variable("RECEIPTS_BUCKET"),
         topic_arn,
@@ -134,7 +205,54 @@ pub async fn deploy(
             .dead_letter_queue_url
             .clone()
             .expect("the queue's dead-letter queue"),
+    };
+    (resources, roles)
+}
+
+/// The template after the SAM transform (once per test binary).
+async fn expanded() -> Template {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(text) = TEXT.get() {
+        return Template::parse(text).expect("expanded template");
     }
+    let root = crate::workspace_root();
+    let text = iam::expanded_text(&root, &root.join("template.yaml"), REGION)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = TEXT.set(text.clone());
+    Template::parse(&text).expect("expanded template")
+}
+
+/// Each function's role, as the runner creates it; then moto's access control on.
+async fn function_roles(
+    moto: &Moto,
+    aws: &SdkConfig,
+    resolver: &Resolver<'_>,
+    defs: &[orders_local::template::FunctionDef],
+) -> Roles {
+    let expanded = expanded().await;
+    let functions: Vec<String> = defs.iter().map(|d| d.logical_id.clone()).collect();
+    let (sessions, _) = iam::create_function_roles(
+        aws,
+        &expanded,
+        &resolver.physical,
+        (
+            REGION,
+            orders_local::runner::ACCOUNT_ID,
+            &resolver.stack_name,
+        ),
+        &functions,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("IAM roles: {e}"));
+    iam::enforce(&moto.endpoint())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    Roles(
+        defs.iter()
+            .filter_map(|d| Some((d.binary.clone(), sessions.get(&d.logical_id)?.clone())))
+            .collect(),
+    )
 }
 
 /// Sets `RawMessageDelivery` on the subscriptions that deliver to `queue_arn`.

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod cli;
 pub mod http_api;
+pub mod iam;
 pub mod moto;
 pub mod output;
 pub mod postgres;

@@ -100,9 +100,13 @@ pub fn describe_database(resolver: &mut Resolver<'_>, db: &Database<'_>) {
         .resources()
         .filter_map(|(id, r)| Some((id.to_string(), r["Type"].as_str()?.to_string())))
         .collect();
+    let arn_prefix = format!("arn:aws:rds:{}:{}", resolver.region, resolver.account_id);
     for (id, kind) in ids {
         let physical = match kind.as_str() {
-            "AWS::RDS::DBProxy" => Physical::new(kebab(&id)).with("Endpoint", db.host),
+            "AWS::RDS::DBProxy" => Physical::new(kebab(&id)).with("Endpoint", db.host).with(
+                "DBProxyArn",
+                format!("{arn_prefix}:db-proxy:prx-{}", kebab(&id)),
+            ),
             "AWS::RDS::DBInstance" | "AWS::RDS::DBCluster" => Physical::new(kebab(&id))
                 .with("Endpoint.Address", db.host)
                 .with("Endpoint.Port", db.port.to_string())

@@ -1,6 +1,7 @@
 //! The functions' environment: the template's variables with local values, the database
 //! settings, and where their AWS calls go (and with which credentials).
 
+use crate::iam::Principal;
 use crate::output::warn;
 use crate::provision;
 use crate::runtime_api::FunctionSpec;
@@ -75,6 +76,7 @@ pub(super) fn function_env(
     db: &Db,
     aws: &AwsTarget,
     secrets: &std::collections::HashMap<String, String>,
+    role: Option<&Principal>,
 ) -> (Vec<(String, String)>, Vec<String>) {
     let mut env = Vec::new();
     let mut overridden = Vec::new();
@@ -137,13 +139,21 @@ pub(super) fn function_env(
     }
     match aws {
         AwsTarget::Endpoint(endpoint) => {
-            let (key, secret) = aws_credentials();
             env.extend([
                 ("AWS_ENDPOINT_URL".to_string(), endpoint.clone()),
-                ("AWS_ACCESS_KEY_ID".to_string(), key),
-                ("AWS_SECRET_ACCESS_KEY".to_string(), secret),
                 ("AWS_EC2_METADATA_DISABLED".to_string(), "true".to_string()),
             ]);
+            match role {
+                // The role's session, as Lambda gives it.
+                Some(role) => env.extend(role.env()),
+                None => {
+                    let (key, secret) = aws_credentials();
+                    env.extend([
+                        ("AWS_ACCESS_KEY_ID".to_string(), key),
+                        ("AWS_SECRET_ACCESS_KEY".to_string(), secret),
+                    ]);
+                }
+            }
         }
         AwsTarget::Real => {
             for name in AWS_PASS_THROUGH {
@@ -213,10 +223,13 @@ pub(super) fn write_private(path: &Path, text: &str) -> Result<(), String> {
 
 /// The env file for `cargo lambda watch --env-file`: every function's variables.
 /// (The region too, which Lambda sets and cargo lambda does not.)
+/// Under IAM enforcement it holds the admin's credentials: cargo lambda runs every function
+/// with the one file, so no single function's role fits.
 pub(super) fn write_env_file(
     path: &Path,
     specs: &[FunctionSpec],
     region: &str,
+    admin: Option<&Principal>,
 ) -> Result<(), String> {
     let mut seen = std::collections::BTreeMap::new();
     seen.insert("AWS_REGION".to_string(), region.to_string());
@@ -225,6 +238,10 @@ pub(super) fn write_env_file(
         for (k, v) in &spec.env {
             seen.entry(k.clone()).or_insert_with(|| v.clone());
         }
+    }
+    if let Some(admin) = admin {
+        seen.remove("AWS_SESSION_TOKEN");
+        seen.extend(admin.env());
     }
     let mut text = String::new();
     for (k, v) in seen {

@@ -6,6 +6,7 @@
 
 mod env;
 mod phases;
+mod roles;
 mod triggers;
 
 use crate::cli::Options;
@@ -192,10 +193,25 @@ async fn start(options: &Options, stack: &Stack) -> Result<Watch, String> {
     let watch = Watch::new();
     let db = phases::database(&services, &options.root, stack, &watch)?;
     let aws_target = phases::aws_target(options, &services, &region, stack, &watch);
-    let aws = env::sdk_config(&aws_target, &region).await;
+    let unchecked = env::sdk_config(&aws_target, &region).await;
+    let iam_enforced = roles::enforced(options, &services);
+    let admin = match iam_enforced {
+        true => Some(roles::admin(&unchecked, options).await?),
+        false => None,
+    };
+    let aws = match &admin {
+        Some(admin) => admin.sdk_config(&unchecked),
+        None => unchecked,
+    };
     let pool = phases::migrate(&db, &aws).await?;
     let provisioned =
         phases::provision_resources(options, &defs, &mut resolver, &db, &aws_target, &aws).await?;
+    let sessions = match (iam_enforced, &aws_target) {
+        (true, env::AwsTarget::Endpoint(endpoint)) => {
+            roles::function_sessions(options, &to_run, &resolver, &aws, endpoint).await?
+        }
+        _ => Default::default(),
+    };
 
     let context = phases::FunctionContext {
         resolver: &resolver,
@@ -203,13 +219,15 @@ async fn start(options: &Options, stack: &Stack) -> Result<Watch, String> {
         aws_target: &aws_target,
         provisioned: &provisioned,
         region: &region,
+        sessions: &sessions,
+        admin: admin.as_ref(),
     };
     let (functions, env_file) = phases::start_functions(options, stack, &to_run, &context).await?;
     let sources = triggers::event_sources(options, &to_run, &functions, &provisioned, &region);
     triggers::reproject_read_model(&pool, &sources, &region).await?;
     pool.close();
     let routes = triggers::routes(&to_run, &functions, &verifier);
-    triggers::start_pollers(stack, &sources, &aws);
+    triggers::start_pollers(stack, &sources, &aws, &sessions);
     triggers::start_schedules(options, stack, &to_run, &functions, &region);
 
     let health = phases::health_report(

@@ -9,6 +9,7 @@ use super::{Stack, Watch, ACCOUNT_ID, EXAMPLE_ORDER};
 use crate::auth::{self, SigningKey, Verifier};
 use crate::cli::Options;
 use crate::http_api::{self, Gateway, Route};
+use crate::iam::Principal;
 use crate::moto::LocalMoto;
 use crate::output::{say, warn};
 use crate::postgres::{ClusterOptions, LocalPostgres};
@@ -19,6 +20,7 @@ use crate::template::{FunctionDef, Physical, Resolver, RouteAuth};
 use aws_config::SdkConfig;
 use orders::config::{DbConfig, DbPassword};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -342,6 +344,10 @@ pub(super) struct FunctionContext<'a> {
     pub aws_target: &'a AwsTarget,
     pub provisioned: &'a Provisioned,
     pub region: &'a str,
+    /// Each function's role session (by binary), under IAM enforcement.
+    pub sessions: &'a BTreeMap<String, Principal>,
+    /// The runner's own principal, under IAM enforcement.
+    pub admin: Option<&'a Principal>,
 }
 
 /// Starts every function's first execution environment; writes the env file for
@@ -361,6 +367,7 @@ pub(super) async fn start_functions(
             context.db,
             context.aws_target,
             &context.provisioned.secret_values,
+            context.sessions.get(&def.binary),
         );
         overridden.extend(from_caller);
         specs.push(FunctionSpec {
@@ -384,7 +391,7 @@ pub(super) async fn start_functions(
         ));
     }
     let env_file = options.state_dir.join("cargo-lambda.env");
-    write_env_file(&env_file, &specs, context.region)?;
+    write_env_file(&env_file, &specs, context.region, context.admin)?;
     let mut functions = Vec::new();
     for spec in specs {
         let function = Function::with_concurrency(spec, options.concurrency);

@@ -7,6 +7,7 @@ use super::{Stack, ACCOUNT_ID};
 use crate::auth::Verifier;
 use crate::cli::Options;
 use crate::http_api::{Route, RouteAuthorizer};
+use crate::iam::Principal;
 use crate::output::{say, warn};
 use crate::provision::{Provisioned, Queue};
 use crate::reproject;
@@ -15,6 +16,7 @@ use crate::schedule::{self, Schedule};
 use crate::sqs_source::SqsSource;
 use crate::template::RouteAuth;
 use aws_config::SdkConfig;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The SQS event source mappings, with the queues they poll.
@@ -147,9 +149,13 @@ pub(super) fn routes(
     routes
 }
 
-/// Polls the queues.
-pub(super) fn start_pollers(stack: &Stack, sources: &[(SqsSource, Queue)], aws: &SdkConfig) {
-    let sqs = aws_sdk_sqs::Client::new(aws);
+/// Polls the queues, as Lambda does with the function's role (under IAM enforcement).
+pub(super) fn start_pollers(
+    stack: &Stack,
+    sources: &[(SqsSource, Queue)],
+    aws: &SdkConfig,
+    sessions: &BTreeMap<String, Principal>,
+) {
     for (source, queue) in sources {
         say(format!(
             "SQS {} -> {} (batch size {}, batching window {} s{})",
@@ -163,7 +169,11 @@ pub(super) fn start_pollers(stack: &Stack, sources: &[(SqsSource, Queue)], aws: 
                 ""
             }
         ));
-        stack.task(tokio::spawn(source.clone().run(sqs.clone())));
+        let sqs = match sessions.get(source.function.name()) {
+            Some(role) => aws_sdk_sqs::Client::new(&role.sdk_config(aws)),
+            None => aws_sdk_sqs::Client::new(aws),
+        };
+        stack.task(tokio::spawn(source.clone().run(sqs)));
     }
 }
 

@@ -125,6 +125,7 @@ impl Runner {
             "AWS_ENDPOINT_URL",
             "LOCAL_REAL_AWS",
             "LOCAL_STATE_DIR",
+            "LOCAL_NO_IAM",
         ] {
             command.env_remove(name);
         }
