@@ -292,9 +292,14 @@ fn with_version(mut document: Value) -> Value {
 /// statement naming a table or a topic would never match.
 const RESOURCE_CHECKED: &[&str] = &["s3", "sqs"];
 
+/// Actions AWS authorizes under another action's name, and moto under their API's name:
+/// (the API's action, the action a policy grants for it).
+const AUTHORIZED_AS: &[(&str, &str)] = &[("sns:PublishBatch", "sns:Publish")];
+
 /// The document as moto can enforce it: statements whose actions belong to a service moto
 /// does not resolve resources for get `Resource: "*"` (their actions are still checked; the
-/// resource is checked statically by scripts/lint-template).
+/// resource is checked statically by scripts/lint-template), and a statement granting an
+/// action also grants the APIs AWS authorizes under it ([`AUTHORIZED_AS`]).
 fn for_moto(document: Value) -> Value {
     let mut document = with_version(document);
     let statements = match &mut document["Statement"] {
@@ -311,6 +316,18 @@ fn for_moto(document: Value) -> Value {
                 .collect(),
             _ => continue,
         };
+        let implied: Vec<Value> = AUTHORIZED_AS
+            .iter()
+            .filter(|(api, granted)| {
+                actions.iter().any(|a| a == granted) && !actions.iter().any(|a| a == api)
+            })
+            .map(|(api, _)| Value::String(api.to_string()))
+            .collect();
+        if !implied.is_empty() {
+            let mut all: Vec<Value> = actions.iter().cloned().map(Value::String).collect();
+            all.extend(implied);
+            statement["Action"] = Value::Array(all);
+        }
         let resource_checked = actions.iter().all(|action| {
             let service = action.split(':').next().unwrap_or_default();
             RESOURCE_CHECKED.contains(&service)
@@ -481,6 +498,10 @@ mod tests {
         assert_eq!(moto["Statement"][0]["Resource"], "*");
         assert_eq!(moto["Statement"][0]["Action"], "dynamodb:GetItem");
         assert_eq!(moto["Statement"][1]["Resource"], "*");
+        assert_eq!(
+            moto["Statement"][1]["Action"],
+            json!(["sns:Publish", "sns:PublishBatch"])
+        );
         assert_eq!(
             moto["Statement"][2]["Resource"],
             "arn:aws:s3:::b/receipts/*"
