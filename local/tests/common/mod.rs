@@ -443,3 +443,16 @@ pub fn await_order(
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// The AWS credentials the runner's env file holds (the runner's admin under IAM
+/// enforcement), for a test that calls moto itself.
+pub fn runner_credentials(state: &Path) -> (String, String) {
+    let env = std::fs::read_to_string(state.join("cargo-lambda.env")).expect("env file");
+    let value = |name: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} is not in the env file"))
+            .to_string()
+    };
+    (value("AWS_ACCESS_KEY_ID"), value("AWS_SECRET_ACCESS_KEY"))
+}
