@@ -14,6 +14,7 @@
 //! moto checks the action of every call against the caller's policies; it does not check
 //! resources or conditions (see docs/LOCAL.md, and the static checks in scripts/lint-template).
 
+use crate::provision::err;
 use crate::template::{kebab, referenced_id, Physical, Resolver, Template};
 use aws_config::SdkConfig;
 use serde_json::{json, Value};
@@ -133,15 +134,6 @@ pub async fn create_admin(
         secret_access_key: key.secret_access_key().to_string(),
         session_token: None,
     })
-}
-
-fn err<E: std::error::Error>(what: &str) -> impl FnOnce(E) -> String + '_ {
-    move |e| {
-        format!(
-            "{what}: {}",
-            aws_sdk_dynamodb::error::DisplayErrorContext(e)
-        )
-    }
 }
 
 /// The roles to create: for each function (logical id), the logical id of its role in the

@@ -54,7 +54,8 @@ pub struct Provisioned {
     pub secret_values: HashMap<String, String>,
 }
 
-fn err<E: std::error::Error>(what: &str) -> impl FnOnce(E) -> String + '_ {
+/// `what: <the SDK error with its causes>`, for `map_err`.
+pub(crate) fn err<E: std::error::Error>(what: &str) -> impl FnOnce(E) -> String + '_ {
     move |e| {
         format!(
             "{what}: {}",
