@@ -1,83 +1,88 @@
-//! A moto server standing in for DynamoDB, S3, SNS and SQS, and the resources the system
-//! needs in it, created as `template.yaml` declares them.
+//! The AWS side of a test system: moto started as the local runner starts it, the resources
+//! created from `template.yaml` by the runner's provisioning (so that the table, bucket, topic,
+//! queues and subscription exist only in the template), and, as in the runner, IAM enforced:
+//! each function's template role created and assumed, and moto checking every call
+//! (`LOCAL_NO_IAM=1` turns it off).
 
-use crate::process::Guarded;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
-};
-use aws_sdk_sqs::types::QueueAttributeName;
-use std::process::{Command, Stdio};
+use orders_local::iam::{self, Principal};
+use orders_local::moto::LocalMoto;
+use orders_local::provision::{self, Database};
+use orders_local::template::{Resolver, Template};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// A running moto server, reached through the AWS limits proxy (as the runner does), so the
-/// tests meet AWS's size limits that moto alone does not enforce.
-pub struct Moto {
-    /// The proxy's port: what clients use.
-    pub port: u16,
-    _limits: orders_local::aws_limits::LimitsProxy,
-    _server: Guarded,
-}
+pub const REGION: &str = "us-east-1";
 
-/// Where moto lives: `MOTO_SERVER`, else the project's venv.
-pub fn moto_program() -> std::path::PathBuf {
-    std::env::var_os("MOTO_SERVER")
-        .map(Into::into)
-        .unwrap_or_else(|| crate::workspace_root().join(".venv/bin/moto_server"))
+/// moto, started as the local runner starts it.
+pub struct Moto {
+    pub server: LocalMoto,
+    /// The admin user the harness provisions with, under IAM enforcement.
+    pub admin: Option<Principal>,
 }
 
 impl Moto {
-    pub fn start() -> Self {
-        let program = moto_program();
-        assert!(
-            program.exists(),
-            "{} not found: run scripts/bootstrap (the README's test command does)",
-            program.display()
-        );
-        let moto_port = crate::free_port();
-        let child = Command::new(&program)
-            .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let server = Guarded {
-            child,
-            stop_signal: libc::SIGTERM,
-        };
-        let limits = orders_local::aws_limits::LimitsProxy::start(
-            0,
-            format!("http://127.0.0.1:{moto_port}"),
-            false,
-        )
-        .expect("start the AWS limits proxy");
-        let moto = Self {
-            port: limits.port,
-            _limits: limits,
-            _server: server,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", moto_port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(50));
+    /// Starts moto on a free port (its log goes to the system's temp dir).
+    pub async fn start() -> Self {
+        let port = crate::free_port();
+        let logs = std::env::temp_dir().join("orders-cqrs-e2e");
+        std::fs::create_dir_all(&logs).expect("log dir");
+        let log = logs.join(format!("moto-{}-{port}.log", std::process::id()));
+        let server = LocalMoto::start(&crate::workspace_root(), port, &log)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("moto: {e} (run scripts/bootstrap; the README's test command does)")
+            });
+        Self {
+            server,
+            admin: None,
         }
-        moto
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.endpoint()
     }
 
-    /// SDK configuration that talks to this server with dummy credentials.
+    /// SDK configuration that talks to this server (as the admin, under IAM enforcement).
     pub async fn sdk_config(&self) -> SdkConfig {
-        sdk_config_for(&self.endpoint()).await
+        let config = sdk_config_for(&self.endpoint()).await;
+        match &self.admin {
+            Some(admin) => admin.sdk_config(&config),
+            None => config,
+        }
     }
 
-    /// The environment a function process needs to talk to this server.
+    /// Creates the admin user (before moto checks anything) and provisions as it from now on.
+    pub async fn create_admin(&mut self, stack: &str) {
+        let unchecked = sdk_config_for(&self.endpoint()).await;
+        let admin = iam::create_admin(&unchecked, stack, orders_local::runner::ACCOUNT_ID)
+            .await
+            .unwrap_or_else(|e| panic!("IAM admin: {e}"));
+        self.admin = Some(admin);
+    }
+
+    /// Runs `work` with moto's access control off, for what moto cannot check under it:
+    /// presigned (query-string signed) S3 links, which moto 5 answers with a 500 when its
+    /// access control is on. Without IAM enforcement, just runs it.
+    pub async fn unchecked<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        if self.admin.is_none() {
+            return work.await;
+        }
+        let endpoint = self.endpoint();
+        iam::suspend(&endpoint)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let out = work.await;
+        iam::enforce(&endpoint)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        out
+    }
+
+    /// The environment a process (`orders-admin`, as an operator) needs to talk to this
+    /// server.
     pub fn env(&self) -> Vec<(String, String)> {
-        [
+        let mut env: Vec<(String, String)> = [
             ("AWS_ENDPOINT_URL", self.endpoint()),
             ("AWS_REGION", REGION.into()),
             ("AWS_ACCESS_KEY_ID", "test".into()),
@@ -85,12 +90,35 @@ impl Moto {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        .collect();
+        if let Some(admin) = &self.admin {
+            env.retain(|(k, _)| k != "AWS_ACCESS_KEY_ID" && k != "AWS_SECRET_ACCESS_KEY");
+            env.extend(admin.env());
+        }
+        env
     }
 }
 
-pub const REGION: &str = "us-east-1";
+/// Whether IAM is enforced (the default; `LOCAL_NO_IAM=1` turns it off, as for the runner).
+pub fn iam_enforced() -> bool {
+    !std::env::var("LOCAL_NO_IAM").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
 
+/// Each function's role session, by binary (empty without IAM enforcement).
+#[derive(Debug, Clone, Default)]
+pub struct Roles(pub BTreeMap<String, Principal>);
+
+impl Roles {
+    /// `config` as the function `binary` would call AWS: with its role session.
+    pub fn config_of(&self, binary: &str, config: &SdkConfig) -> SdkConfig {
+        match self.0.get(binary) {
+            Some(role) => role.sdk_config(config),
+            None => config.clone(),
+        }
+    }
+}
+
+/// SDK configuration for this endpoint with dummy credentials.
 pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
@@ -112,126 +140,147 @@ pub struct Resources {
     pub dlq_url: String,
 }
 
-/// Creates the table (with its GSI), bucket, topic, queue with a DLQ (redrive after
-/// `max_receive_count`) and the SNS -> SQS subscription. `prefix` keeps tests apart.
-pub async fn provision(config: &SdkConfig, prefix: &str, raw_delivery: bool) -> Resources {
-    let dynamo = aws_sdk_dynamodb::Client::new(config);
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(config)
-            .force_path_style(true)
-            .build(),
-    );
-    let sns = aws_sdk_sns::Client::new(config);
-    let sqs = aws_sdk_sqs::Client::new(config);
-
-    let table = format!("{prefix}-orders");
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .expect("key schema")
-    };
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .expect("attribute")
-    };
-    dynamo
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr("orderId"))
-        .attribute_definitions(attr("customerId"))
-        .attribute_definitions(attr("createdAt"))
-        .key_schema(key("orderId", KeyType::Hash))
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name("byCustomer")
-                .key_schema(key("customerId", KeyType::Hash))
-                .key_schema(key("createdAt", KeyType::Range))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
-                .build()
-                .expect("gsi"),
-        )
-        .send()
-        .await
-        .expect("create table");
-
-    let bucket = format!("{prefix}-receipts");
-    s3.create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("create bucket");
-
-    let topic_arn = sns
-        .create_topic()
-        .name(format!("{prefix}-order-events"))
-        .send()
-        .await
-        .expect("create topic")
-        .topic_arn
-        .expect("topic arn");
-
-    let dlq_url = sqs
-        .create_queue()
-        .queue_name(format!("{prefix}-order-events-dlq"))
-        .send()
-        .await
-        .expect("create dlq")
-        .queue_url
-        .expect("dlq url");
-    let dlq_arn = queue_arn(&sqs, &dlq_url).await;
-    let redrive =
-        serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3}).to_string();
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(format!("{prefix}-order-events"))
-        .attributes(QueueAttributeName::RedrivePolicy, redrive)
-        .attributes(QueueAttributeName::VisibilityTimeout, "2")
-        .send()
-        .await
-        .expect("create queue")
-        .queue_url
-        .expect("queue url");
-    let arn = queue_arn(&sqs, &queue_url).await;
-    let subscription = sns
-        .subscribe()
-        .topic_arn(&topic_arn)
-        .protocol("sqs")
-        .endpoint(arn)
-        .attributes("RawMessageDelivery", raw_delivery.to_string())
-        .send()
-        .await
-        .expect("subscribe queue");
-    assert!(subscription.subscription_arn.is_some());
-
-    Resources {
-        table,
-        bucket,
-        topic_arn,
-        queue_url,
-        dlq_url,
-    }
+/// Test settings on top of the template's resources.
+#[derive(Debug, Clone, Copy)]
+pub struct Variation {
+    /// SNS raw message delivery on the queue's subscription (the template turns it on; tests
+    /// of the SNS envelope turn it off).
+    pub raw_delivery: bool,
+    /// The queue's visibility timeout, short so that a failed record comes back soon.
+    pub visibility_timeout_secs: u32,
 }
 
-async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
-    sqs.get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
+/// Creates the template's resources in moto with the runner's provisioning (names prefixed
+/// with `stack`), and returns those the system under test uses: the updater's table and
+/// bucket, the command's topic, and the queue the updater's event source mapping polls. With
+/// `moto.admin` set, then creates each function's role, assumes it and turns moto's access
+/// control on.
+pub async fn deploy(
+    moto: &Moto,
+    stack: &str,
+    db: &Database<'_>,
+    variation: Variation,
+) -> (Resources, Roles) {
+    let aws = &moto.sdk_config().await;
+    let path = crate::workspace_root().join("template.yaml");
+    let template = Template::load(&path).expect("template.yaml");
+    let defs = template.functions().expect("the template's functions");
+    let mut resolver = Resolver::new(&template, REGION, orders_local::runner::ACCOUNT_ID, stack);
+    provision::describe_database(&mut resolver, db);
+    provision::describe_functions(&mut resolver, &defs);
+    let provisioned = provision::provision(
+        aws,
+        &mut resolver,
+        db,
+        &provision::database_secrets(&template, &defs),
+        &mut BTreeMap::new(),
+        Some(variation.visibility_timeout_secs),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("provisioning from template.yaml: {e}"));
+    let variable = |name: &str| {
+        defs.iter()
+            .filter_map(|d| d.env.get(name))
+            .find_map(|v| resolver.string(v).ok())
+            .unwrap_or_else(|| panic!("no function in template.yaml sets {name}"))
+    };
+    let mapping = defs
+        .iter()
+        .flat_map(|d| &d.sqs)
+        .next()
+        .expect("an SQS event source mapping in template.yaml");
+    let queue = &provisioned.queues[&mapping.queue];
+    let topic_arn = variable("ORDER_EVENTS_TOPIC_ARN");
+    set_raw_delivery(aws, &resolver, &queue.arn, variation.raw_delivery).await;
+    let roles = match moto.admin {
+        Some(_) => function_roles(moto, aws, &resolver, &defs).await,
+        None => Roles::default(),
+    };
+    let resources = Resources {
+        table: variable("ORDERS_TABLE"),
+        bucket: variable("RECEIPTS_BUCKET"),
+        topic_arn,
+        queue_url: queue.url.clone(),
+        dlq_url: queue
+            .dead_letter_queue_url
+            .clone()
+            .expect("the queue's dead-letter queue"),
+    };
+    (resources, roles)
+}
+
+/// The template after the SAM transform (once per test binary).
+async fn expanded() -> Template {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(text) = TEXT.get() {
+        return Template::parse(text).expect("expanded template");
+    }
+    let root = crate::workspace_root();
+    let text = iam::expanded_text(&root, &root.join("template.yaml"), REGION)
         .await
-        .expect("queue attributes")
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .expect("queue arn")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = TEXT.set(text.clone());
+    Template::parse(&text).expect("expanded template")
+}
+
+/// Each function's role, as the runner creates it; then moto's access control on.
+async fn function_roles(
+    moto: &Moto,
+    aws: &SdkConfig,
+    resolver: &Resolver<'_>,
+    defs: &[orders_local::template::FunctionDef],
+) -> Roles {
+    let expanded = expanded().await;
+    let functions: Vec<String> = defs.iter().map(|d| d.logical_id.clone()).collect();
+    let (sessions, _) = iam::create_function_roles(
+        aws,
+        &expanded,
+        &resolver.physical,
+        (
+            REGION,
+            orders_local::runner::ACCOUNT_ID,
+            &resolver.stack_name,
+        ),
+        &functions,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("IAM roles: {e}"));
+    iam::enforce(&moto.endpoint())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    Roles(
+        defs.iter()
+            .filter_map(|d| Some((d.binary.clone(), sessions.get(&d.logical_id)?.clone())))
+            .collect(),
+    )
+}
+
+/// Sets `RawMessageDelivery` on the subscriptions that deliver to `queue_arn`.
+async fn set_raw_delivery(aws: &SdkConfig, resolver: &Resolver<'_>, queue_arn: &str, raw: bool) {
+    let sns = aws_sdk_sns::Client::new(aws);
+    let mut found = false;
+    for (id, resource) in resolver.template.resources_of("AWS::SNS::Subscription") {
+        let endpoint = resolver.string(&resource["Properties"]["Endpoint"]);
+        let Some(physical) = resolver.physical.get(id) else {
+            continue;
+        };
+        if endpoint.as_deref() != Ok(queue_arn) {
+            continue;
+        }
+        let arn = physical.reference.as_str().expect("subscription ARN");
+        sns.set_subscription_attributes()
+            .subscription_arn(arn)
+            .attribute_name("RawMessageDelivery")
+            .attribute_value(raw.to_string())
+            .send()
+            .await
+            .expect("set RawMessageDelivery");
+        found = true;
+    }
+    assert!(
+        found,
+        "no subscription in template.yaml delivers to {queue_arn}"
+    );
 }
 
 /// Receives what is on the queue now (up to `max`, waiting up to `wait`), as the records

@@ -1,5 +1,6 @@
-//! Real stand-ins for the tests: a throwaway PostgreSQL cluster and a moto server, each on a
-//! free loopback port, stopped when dropped; and the AWS resources the system needs.
+//! Real stand-ins for the tests: a throwaway PostgreSQL cluster and moto (started as the local
+//! runner starts it), each on a free loopback port, stopped when dropped; and the AWS resources
+//! the system needs, created from `template.yaml` by the runner's provisioning.
 
 pub mod aws;
 pub mod fault_proxy;

@@ -1,6 +1,6 @@
 //! The whole system wired against real stand-ins: PostgreSQL, moto, and the three handlers.
 
-use crate::aws::{provision, receive_batch, Moto, Resources};
+use crate::aws::{deploy, receive_batch, Moto, Resources, Roles, Variation};
 use crate::postgres::TestPostgres;
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -12,6 +12,7 @@ use orders::postgres::OrderStore;
 use orders::projection::ReadModel;
 use orders::s3::ReceiptStore;
 use orders::sns::EventPublisher;
+use orders_local::provision::Database;
 use query::QueryApp;
 use std::time::Duration;
 use updater::Projector;
@@ -29,40 +30,64 @@ pub struct TestSystem {
     pub read_model: ReadModel,
     pub sqs: aws_sdk_sqs::Client,
     pub s3: aws_sdk_s3::Client,
+    /// Each function's role session (the in-process handlers call AWS with theirs).
+    pub roles: Roles,
 }
 
 impl TestSystem {
     /// Starts PostgreSQL and moto, migrates, provisions, and builds the handlers as their
     /// `main.rs` would.
     pub async fn start(raw_delivery: bool) -> Self {
-        let (pg, moto) = tokio::task::spawn_blocking(|| {
-            std::thread::scope(|s| {
-                let pg = s.spawn(TestPostgres::start);
-                let moto = Moto::start();
-                (pg.join().expect("postgres fixture"), moto)
-            })
-        })
-        .await
-        .expect("fixtures");
+        let pg = tokio::task::spawn_blocking(TestPostgres::start);
+        let mut moto = Moto::start().await;
+        if crate::aws::iam_enforced() {
+            moto.create_admin("e2e").await;
+        }
+        let pg = pg.await.expect("postgres fixture");
+        let database = Database {
+            host: "127.0.0.1",
+            port: pg.port,
+            user: crate::postgres::USER,
+            password: crate::postgres::PASSWORD,
+        };
+        let variation = Variation {
+            raw_delivery,
+            visibility_timeout_secs: 2,
+        };
+        let (resources, roles) = deploy(&moto, "e2e", &database, variation).await;
+        // The admin: what tests inspect and operator commands (verify, rebuild) run as.
         let aws = moto.sdk_config().await;
-        let resources = provision(&aws, "e2e", raw_delivery).await;
         let db = pg.db_config();
         let pool = orders::postgres::connect(&db, &aws).await.expect("pool");
         let applied = orders::postgres::migrate(&pool).await.expect("migrate");
         assert_eq!(applied.len(), orders::postgres::MIGRATIONS.len());
         let store = OrderStore::new(pool, db.statement_timeout);
-        let publisher =
-            EventPublisher::new(&aws, resources.topic_arn.clone(), Duration::from_secs(2));
+        let as_command = roles.config_of("command", &aws);
+        let publisher = EventPublisher::new(
+            &as_command,
+            resources.topic_arn.clone(),
+            Duration::from_secs(2),
+        );
         let command = CommandApp::new(store.clone(), publisher, Duration::from_secs(3600));
-        let views = OrderViewStore::new(&aws, resources.table.clone());
+        let as_query = roles.config_of("query", &aws);
         let query = QueryApp::new(
-            views.clone(),
-            ReceiptStore::new(&aws, resources.bucket.clone()),
+            OrderViewStore::new(&as_query, resources.table.clone()),
+            ReceiptStore::new(&as_query, resources.bucket.clone()),
             Duration::from_secs(300),
             b"e2e-cursor-key".to_vec(),
         );
-        let read_model = ReadModel::new(views, ReceiptStore::new(&aws, resources.bucket.clone()));
-        let projector = Projector::new(read_model.clone(), 8);
+        let as_updater = roles.config_of("updater", &aws);
+        let projector = Projector::new(
+            ReadModel::new(
+                OrderViewStore::new(&as_updater, resources.table.clone()),
+                ReceiptStore::new(&as_updater, resources.bucket.clone()),
+            ),
+            8,
+        );
+        let read_model = ReadModel::new(
+            OrderViewStore::new(&aws, resources.table.clone()),
+            ReceiptStore::new(&aws, resources.bucket.clone()),
+        );
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&aws)
                 .force_path_style(true)
@@ -80,11 +105,14 @@ impl TestSystem {
             query,
             projector,
             read_model,
+            roles,
         }
     }
 
-    /// A command handler whose SNS client uses `aws` (for example an unreachable endpoint).
+    /// A command handler whose SNS client uses `aws` (for example an unreachable endpoint),
+    /// with the command function's credentials.
     pub fn command_publishing_via(&self, aws: &SdkConfig, timeout: Duration) -> CommandApp {
+        let aws = &self.roles.config_of("command", aws);
         CommandApp::new(
             self.store.clone(),
             EventPublisher::new(aws, self.resources.topic_arn.clone(), timeout),
@@ -94,14 +122,14 @@ impl TestSystem {
 
     /// A command handler on its own pool to the database `db` describes (for example through
     /// a fault proxy), each operation bounded by `db.statement_timeout` on the client.
+    /// It runs with the command function's credentials.
     pub async fn command_on(&self, db: &orders::config::DbConfig) -> CommandApp {
-        let pool = orders::postgres::connect(db, &self.aws)
-            .await
-            .expect("pool");
+        let aws = &self.roles.config_of("command", &self.aws);
+        let pool = orders::postgres::connect(db, aws).await.expect("pool");
         CommandApp::new(
             OrderStore::new(pool, db.statement_timeout),
             EventPublisher::new(
-                &self.aws,
+                aws,
                 self.resources.topic_arn.clone(),
                 Duration::from_secs(2),
             ),
@@ -109,8 +137,10 @@ impl TestSystem {
         )
     }
 
-    /// An updater whose DynamoDB and S3 clients use `aws` (for example a fault proxy).
+    /// An updater whose DynamoDB and S3 clients use `aws` (for example a fault proxy), with
+    /// the updater function's credentials.
     pub fn projector_via(&self, aws: &SdkConfig) -> Projector {
+        let aws = &self.roles.config_of("updater", aws);
         let views = OrderViewStore::new(aws, self.resources.table.clone());
         Projector::new(
             ReadModel::new(views, ReceiptStore::new(aws, self.resources.bucket.clone())),
@@ -121,7 +151,7 @@ impl TestSystem {
     /// One relay run against the real topic, with no grace period.
     pub async fn relay(&self) -> orders::relay::RelayReport {
         let publisher = EventPublisher::new(
-            &self.aws,
+            &self.roles.config_of("relay", &self.aws),
             self.resources.topic_arn.clone(),
             Duration::from_secs(2),
         );

@@ -6,7 +6,6 @@
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sns::types::PublishBatchRequestEntry;
-use e2e::aws::{provision, Moto};
 use e2e::system::{get_order, list_orders, post_order, read_json, TestSystem};
 use lambda_http::{Body, Response};
 use serde_json::{json, Value};
@@ -55,13 +54,11 @@ fn lambda_response_bytes(response: &Response<Body>) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proxy_refuses_what_aws_refuses_with_aws_error_codes() {
-    let moto = tokio::task::spawn_blocking(Moto::start)
-        .await
-        .expect("moto");
-    let aws = moto.sdk_config().await;
-    let resources = provision(&aws, "limits", true).await;
+    // The resources as the template declares them; calls made as the admin.
+    let sys = TestSystem::start(true).await;
+    let (aws, resources) = (&sys.aws, &sys.resources);
 
-    let sns = aws_sdk_sns::Client::new(&aws);
+    let sns = aws_sdk_sns::Client::new(aws);
     let batch = |sizes: &[usize]| {
         let entries: Vec<PublishBatchRequestEntry> = sizes
             .iter()
@@ -97,7 +94,7 @@ async fn the_proxy_refuses_what_aws_refuses_with_aws_error_codes() {
         .expect_err("over 256 KiB");
     assert_eq!(refused.code(), Some("InvalidParameter"));
 
-    let dynamo = aws_sdk_dynamodb::Client::new(&aws);
+    let dynamo = aws_sdk_dynamodb::Client::new(aws);
     // A list of booleans: AWS counts 3 bytes for the list and 2 per element, moto (whose own
     // limit is 405,000 bytes) only 1 per element, so only the proxy refuses this item.
     // "orderId" (7) + a 36-character id + "l" (1) + 3 + 2 per element.

@@ -28,6 +28,9 @@ Options:
   --real-aws                no moto: the functions use real AWS with your credentials, and the
                             resource variables (ORDERS_TABLE, ...) from the environment
                             [env LOCAL_REAL_AWS=1]; no queue polling, no re-projection
+  --no-iam                  do not enforce IAM: every function calls moto as one all-powerful
+                            principal [env LOCAL_NO_IAM=1] (by default each function runs under
+                            its template role and moto checks every call; see docs/LOCAL.md)
   -h, --help                this text
 
 When template.yaml gives the HTTP API a JWT authorizer, the runner checks tokens as API Gateway
@@ -55,6 +58,8 @@ pub struct Options {
     pub bin_dir: PathBuf,
     pub stack_name: String,
     pub real_aws: bool,
+    /// Each function under its template role, with moto's IAM enforcement on.
+    pub iam: bool,
 }
 
 pub const MINT_HELP: &str = "\
@@ -138,6 +143,7 @@ pub fn parse(
         bin_dir: root.join("target/debug"),
         stack_name: env("LOCAL_STACK_NAME").unwrap_or_else(|| "orders-local".into()),
         real_aws: env("LOCAL_REAL_AWS").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true")),
+        iam: !env("LOCAL_NO_IAM").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true")),
         root,
     };
     while let Some(arg) = args.next() {
@@ -147,6 +153,7 @@ pub fn parse(
             "-h" | "--help" => return Ok(Parsed::Help),
             "--fresh" => options.fresh = true,
             "--real-aws" => options.real_aws = true,
+            "--no-iam" => options.iam = false,
             "--port" => options.api_port = number("--port", &value()?)?,
             "--pg-port" => options.pg_port = number("--pg-port", &value()?)?,
             "--moto-port" => options.moto_port = number("--moto-port", &value()?)?,
@@ -367,6 +374,9 @@ mod tests {
         assert_eq!(o.state_dir, PathBuf::from("/t"));
         assert!(run(&["--real-aws"], &[]).unwrap().real_aws);
         assert!(run(&[], &[("LOCAL_REAL_AWS", "1")]).unwrap().real_aws);
+        assert!(run(&[], &[]).unwrap().iam);
+        assert!(!run(&["--no-iam"], &[]).unwrap().iam);
+        assert!(!run(&[], &[("LOCAL_NO_IAM", "1")]).unwrap().iam);
     }
 
     #[test]

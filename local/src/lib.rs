@@ -12,6 +12,7 @@ pub mod auth;
 pub mod aws_limits;
 pub mod cli;
 pub mod http_api;
+pub mod iam;
 pub mod moto;
 pub mod output;
 pub mod postgres;

@@ -1,4 +1,4 @@
-//! The moto server standing in for DynamoDB, S3, SNS, SQS and Secrets Manager. Its state is in
+//! The moto server standing in for DynamoDB, S3, SNS, SQS, Secrets Manager, IAM and STS. Its state is in
 //! memory: it starts empty on every run (the runner re-creates the resources and re-projects
 //! the read model from PostgreSQL). Clients reach it through [`LimitsProxy`], which refuses what
 //! AWS would refuse: moto listens on a private port, the proxy on the public one.
@@ -15,6 +15,32 @@ pub fn program(root: &Path) -> PathBuf {
         .map(Into::into)
         .unwrap_or_else(|| root.join(".venv/bin/moto_server"))
 }
+
+/// Starts moto's server with one fix to its access control: moto re-encodes a form-encoded
+/// (query protocol: SNS, IAM, STS) request body with `+` for spaces before checking its
+/// signature, while the AWS SDKs sign it percent-encoded (RFC 3986), so any message with a
+/// space failed with `SignatureDoesNotMatch`. The fix re-encodes it as the SDKs do.
+const LAUNCHER: &str = r#"
+import sys
+from collections.abc import Mapping
+from urllib.parse import quote
+from moto.iam import access_control
+from moto.server import main
+
+original = access_control.IAMRequestBase._create_aws_request
+
+def _create_aws_request(self):
+    if not self._body and isinstance(self._data, Mapping):
+        pairs = []
+        for key, values in self._data.items():
+            for value in values if isinstance(values, list) else [values]:
+                pairs.append(quote(str(key), safe="-_.~") + "=" + quote(str(value), safe="-_.~"))
+        self._body = "&".join(pairs).encode()
+    return original(self)
+
+access_control.IAMRequestBase._create_aws_request = _create_aws_request
+main(sys.argv[1:])
+"#;
 
 pub struct LocalMoto {
     /// The public port: the limits proxy's.
@@ -48,9 +74,19 @@ impl LocalMoto {
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port for moto: {e}"))?
             .port();
-        let mut command = tokio::process::Command::new(&program);
+        let mut command = match std::env::var_os("MOTO_SERVER") {
+            Some(_) => tokio::process::Command::new(&program),
+            None => {
+                let mut command = tokio::process::Command::new(root.join(".venv/bin/python"));
+                command.args(["-c", LAUNCHER]);
+                command
+            }
+        };
         command
             .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
+            // AWS managed policies (AWSLambdaBasicExecutionRole, ...) exist, so that roles can
+            // attach them by ARN as the template does (see crate::iam).
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(log_err);

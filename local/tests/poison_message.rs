@@ -8,7 +8,10 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-fn sqs_client(moto_port: u16) -> (tokio::runtime::Runtime, aws_sdk_sqs::Client) {
+fn sqs_client(
+    moto_port: u16,
+    (key, secret): (String, String),
+) -> (tokio::runtime::Runtime, aws_sdk_sqs::Client) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -18,7 +21,7 @@ fn sqs_client(moto_port: u16) -> (tokio::runtime::Runtime, aws_sdk_sqs::Client) 
             .endpoint_url(format!("http://127.0.0.1:{moto_port}"))
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "test", "test", None, None, "test",
+                key, secret, None, None, "test",
             ))
             .load(),
     );
@@ -43,7 +46,8 @@ fn a_poison_message_ends_in_the_dead_letter_queue_without_blocking_orders() {
         .expect("dlq url")
         .to_string();
 
-    let (runtime, sqs) = sqs_client(ports.moto);
+    // As the runner's admin (moto checks every call under IAM enforcement).
+    let (runtime, sqs) = sqs_client(ports.moto, common::runner_credentials(&state.0));
     let poison = "this is not an order event {";
     runtime
         .block_on(

@@ -125,6 +125,7 @@ impl Runner {
             "AWS_ENDPOINT_URL",
             "LOCAL_REAL_AWS",
             "LOCAL_STATE_DIR",
+            "LOCAL_NO_IAM",
         ] {
             command.env_remove(name);
         }
@@ -441,4 +442,17 @@ pub fn await_order(
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// The AWS credentials the runner's env file holds (the runner's admin under IAM
+/// enforcement), for a test that calls moto itself.
+pub fn runner_credentials(state: &Path) -> (String, String) {
+    let env = std::fs::read_to_string(state.join("cargo-lambda.env")).expect("env file");
+    let value = |name: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} is not in the env file"))
+            .to_string()
+    };
+    (value("AWS_ACCESS_KEY_ID"), value("AWS_SECRET_ACCESS_KEY"))
 }
