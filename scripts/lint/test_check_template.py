@@ -116,9 +116,9 @@ class PlantedDefects(unittest.TestCase):
 
     def test_endpoint_policy_that_does_not_allow_the_call(self):
         findings = planted((
-            "            Action: sns:Publish\n            Resource: !Ref OrderEventsTopic\n\n  SecretsManagerEndpoint:",
-            "            Action: sns:GetTopicAttributes\n            Resource: !Ref OrderEventsTopic\n\n"
-            "  SecretsManagerEndpoint:",
+            "            Principal: \"*\"\n            Action: sns:Publish\n            Resource: !Ref OrderEventsTopic\n\n",
+            "            Principal: \"*\"\n            Action: sns:GetTopicAttributes\n"
+            "            Resource: !Ref OrderEventsTopic\n\n",
         ))
         self.assertFinding(findings, "RelayFunction:", "sns:Publish", "SnsEndpoint's policy does not allow")
 
