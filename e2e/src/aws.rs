@@ -61,24 +61,6 @@ impl Moto {
         self.admin = Some(admin);
     }
 
-    /// Runs `work` with moto's access control off, for what moto cannot check under it:
-    /// presigned (query-string signed) S3 links, which moto 5 answers with a 500 when its
-    /// access control is on. Without IAM enforcement, just runs it.
-    pub async fn unchecked<T>(&self, work: impl std::future::Future<Output = T>) -> T {
-        if self.admin.is_none() {
-            return work.await;
-        }
-        let endpoint = self.endpoint();
-        iam::suspend(&endpoint)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let out = work.await;
-        iam::enforce(&endpoint)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        out
-    }
-
     /// The environment a process (`orders-admin`, as an operator) needs to talk to this
     /// server.
     pub fn env(&self) -> Vec<(String, String)> {

@@ -323,7 +323,10 @@ async fn large_events_at_the_head_of_the_outbox_do_not_block_the_relay() {
     // SNS through a proxy that refuses what AWS refuses: a batch over 256 KiB in total.
     let proxy = FaultProxy::start(sys.moto.endpoint()).await;
     proxy.refuse_when(e2e::sns_limits::publish_batch_refusal);
-    let sns = e2e::aws::sdk_config_for(&proxy.endpoint()).await;
+    // As the relay function: its role's credentials, its calls through the proxy.
+    let sns = sys
+        .roles
+        .config_of("relay", &e2e::aws::sdk_config_for(&proxy.endpoint()).await);
     let publisher = EventPublisher::new(
         &sns,
         sys.resources.topic_arn.clone(),
@@ -400,7 +403,10 @@ async fn unpublished_orders(sys: &TestSystem, prefix: &str, n: usize) {
 
 /// A relay run whose SNS calls go through `proxy`.
 async fn relay_via(sys: &TestSystem, proxy: &FaultProxy) -> orders::relay::RelayReport {
-    let sns = e2e::aws::sdk_config_for(&proxy.endpoint()).await;
+    // As the relay function: its role's credentials, its calls through the proxy.
+    let sns = sys
+        .roles
+        .config_of("relay", &e2e::aws::sdk_config_for(&proxy.endpoint()).await);
     let publisher = EventPublisher::new(
         &sns,
         sys.resources.topic_arn.clone(),

@@ -426,11 +426,6 @@ pub async fn enforce(endpoint: &str) -> Result<(), String> {
     reset_auth(endpoint, "0").await
 }
 
-/// Switches moto's access control off again (for what moto cannot check, see the e2e harness).
-pub async fn suspend(endpoint: &str) -> Result<(), String> {
-    reset_auth(endpoint, "inf").await
-}
-
 /// `POST /moto-api/reset-auth`: how many calls moto lets through unchecked from now on.
 async fn reset_auth(endpoint: &str, unchecked_actions: &str) -> Result<(), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -16,31 +16,9 @@ pub fn program(root: &Path) -> PathBuf {
         .unwrap_or_else(|| root.join(".venv/bin/moto_server"))
 }
 
-/// Starts moto's server with one fix to its access control: moto re-encodes a form-encoded
-/// (query protocol: SNS, IAM, STS) request body with `+` for spaces before checking its
-/// signature, while the AWS SDKs sign it percent-encoded (RFC 3986), so any message with a
-/// space failed with `SignatureDoesNotMatch`. The fix re-encodes it as the SDKs do.
-const LAUNCHER: &str = r#"
-import sys
-from collections.abc import Mapping
-from urllib.parse import quote
-from moto.iam import access_control
-from moto.server import main
-
-original = access_control.IAMRequestBase._create_aws_request
-
-def _create_aws_request(self):
-    if not self._body and isinstance(self._data, Mapping):
-        pairs = []
-        for key, values in self._data.items():
-            for value in values if isinstance(values, list) else [values]:
-                pairs.append(quote(str(key), safe="-_.~") + "=" + quote(str(value), safe="-_.~"))
-        self._body = "&".join(pairs).encode()
-    return original(self)
-
-access_control.IAMRequestBase._create_aws_request = _create_aws_request
-main(sys.argv[1:])
-"#;
+/// Starts moto's server with its access control made to accept what AWS accepts: see the
+/// file's docstring.
+const LAUNCHER: &str = include_str!("moto_launcher.py");
 
 pub struct LocalMoto {
     /// The public port: the limits proxy's.
