@@ -214,7 +214,7 @@ pub fn manifest() -> serde_json::Value {
         })
         .collect();
     serde_json::json!({
-        "generatedBy": "cargo test -p orders-shared --lib deployment (UPDATE_MANIFEST=1 rewrites it)",
+        "generatedBy": "cargo test -p orders --lib deployment (UPDATE_MANIFEST=1 rewrites it)",
         "groups": {
             "DB_CONNECTION": vars::DB_CONNECTION,
             "DB_POOL": vars::DB_POOL,

@@ -7,7 +7,7 @@ use crate::provision;
 use crate::runtime_api::FunctionSpec;
 use crate::template::{FunctionDef, Resolver};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use orders::config::{DbConfig, SslMode};
+use orders::config::{vars, DbConfig, SslMode};
 use std::path::Path;
 
 pub(super) fn relative(path: &Path, root: &Path) -> String {
@@ -33,19 +33,6 @@ pub(super) struct Db {
     pub password: String,
     pub managed: bool,
 }
-
-/// Variables that describe the database connection: the runner sets them.
-pub(super) const DB_VARS: &[&str] = &[
-    "DB_HOST",
-    "DB_PORT",
-    "DB_NAME",
-    "DB_USER",
-    "DB_AUTH",
-    "DB_PASSWORD",
-    "DB_SSLMODE",
-    "DB_CA_FILE",
-    "DB_SECRET_ARN",
-];
 
 /// Where the functions' AWS calls go.
 #[derive(Debug, Clone)]
@@ -80,9 +67,10 @@ pub(super) fn function_env(
 ) -> (Vec<(String, String)>, Vec<String>) {
     let mut env = Vec::new();
     let mut overridden = Vec::new();
-    let uses_db = def.env.contains_key("DB_HOST");
+    let uses_db = def.env.contains_key(vars::DB_HOST);
     for (name, value) in &def.env {
-        if DB_VARS.contains(&name.as_str()) {
+        // The database connection is the runner's own (set below).
+        if vars::DB_CONNECTION.contains(&name.as_str()) {
             continue;
         }
         if let Some(v) = env_var(name) {
@@ -107,14 +95,14 @@ pub(super) fn function_env(
             SslMode::VerifyFull => "verify-full",
         };
         env.extend([
-            ("DB_HOST".to_string(), db.config.host.clone()),
-            ("DB_PORT".to_string(), db.config.port.to_string()),
-            ("DB_NAME".to_string(), db.config.dbname.clone()),
-            ("DB_USER".to_string(), db.config.user.clone()),
-            ("DB_SSLMODE".to_string(), sslmode.to_string()),
+            (vars::DB_HOST.to_string(), db.config.host.clone()),
+            (vars::DB_PORT.to_string(), db.config.port.to_string()),
+            (vars::DB_NAME.to_string(), db.config.dbname.clone()),
+            (vars::DB_USER.to_string(), db.config.user.clone()),
+            (vars::DB_SSLMODE.to_string(), sslmode.to_string()),
         ]);
         if let Some(ca) = db.config.ca_file.clone() {
-            env.push(("DB_CA_FILE".into(), ca));
+            env.push((vars::DB_CA_FILE.into(), ca));
         }
         // With moto, a secret the template points the function at holds the credentials, as
         // Secrets Manager does when deployed; otherwise the password is given directly. That
@@ -122,13 +110,13 @@ pub(super) fn function_env(
         let secret = match aws {
             AwsTarget::Endpoint(_) => def
                 .env
-                .get("DB_SECRET_ARN")
+                .get(vars::DB_SECRET_ARN)
                 .and_then(|v| resolver.string(v).ok()),
             AwsTarget::Real => None,
         };
         match secret {
-            Some(arn) => env.push(("DB_SECRET_ARN".into(), arn)),
-            None => env.push(("DB_PASSWORD".into(), db.password.clone())),
+            Some(arn) => env.push((vars::DB_SECRET_ARN.into(), arn)),
+            None => env.push((vars::DB_PASSWORD.into(), db.password.clone())),
         }
     }
     if let Some(format) = env_var("LOCAL_LOG_FORMAT").or_else(|| def.log_format.clone()) {

@@ -296,7 +296,7 @@ fn the_manifest_file_is_current() {
     let have = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         have == want,
-        "{} is stale: run UPDATE_MANIFEST=1 cargo test -p orders-shared --lib deployment",
+        "{} is stale: run UPDATE_MANIFEST=1 cargo test -p orders --lib deployment",
         path.display()
     );
 }
