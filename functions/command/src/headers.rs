@@ -57,6 +57,8 @@ pub(crate) fn idempotency_key(request: &Request) -> Result<Option<String>, Probl
 }
 
 /// The version named by `If-Match` (`"3"`, `W/"3"`), or none for an absent header or `*`.
+/// Exactly the shape openapi.yaml gives (`^(\*|(W/)?"0*[1-9][0-9]{0,17}")$`); anything else,
+/// an empty value included, is 400.
 pub(crate) fn if_match(request: &Request) -> Result<Option<i64>, Problem> {
     let Some(value) = request.headers().get(header::IF_MATCH) else {
         return Ok(None);
@@ -65,16 +67,57 @@ pub(crate) fn if_match(request: &Request) -> Result<Option<i64>, Problem> {
     if text == "*" {
         return Ok(None);
     }
-    text.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse::<i64>()
-        .ok()
-        .filter(|v| *v >= 1)
-        .map(Some)
-        .ok_or_else(|| {
-            Problem::bad_request(
-                "invalid-if-match",
-                "If-Match must be the ETag of the order, such as \"3\"",
-            )
-        })
+    parse_etag(text).map(Some).ok_or_else(|| {
+        Problem::bad_request(
+            "invalid-if-match",
+            "If-Match must be `*` or the ETag of the order, such as \"3\" or W/\"3\"",
+        )
+    })
+}
+
+/// The version in a quoted (optionally weak) ETag: 1 to 18 significant digits, not zero.
+fn parse_etag(text: &str) -> Option<i64> {
+    let quoted = text.strip_prefix("W/").unwrap_or(text);
+    let digits = quoted.strip_prefix('"')?.strip_suffix('"')?;
+    let significant = digits.trim_start_matches('0');
+    if significant.is_empty()
+        || significant.len() > 18
+        || !significant.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    significant.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_etag;
+
+    #[test]
+    fn only_quoted_positive_versions_are_etags() {
+        assert_eq!(parse_etag("\"3\""), Some(3));
+        assert_eq!(parse_etag("W/\"3\""), Some(3));
+        assert_eq!(parse_etag("\"007\""), Some(7));
+        assert_eq!(
+            parse_etag("\"999999999999999999\""),
+            Some(999_999_999_999_999_999)
+        );
+        for bad in [
+            "",
+            "3",
+            "\"\"",
+            "\"0\"",
+            "\"-1\"",
+            "\"+1\"",
+            "\"3",
+            "3\"",
+            "W/3",
+            "W/W/\"3\"",
+            "\"\"3\"\"",
+            "\"1000000000000000000\"",
+            "\" 3\"",
+        ] {
+            assert_eq!(parse_etag(bad), None, "{bad:?}");
+        }
+    }
 }

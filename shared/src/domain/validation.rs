@@ -42,15 +42,34 @@ pub struct CustomerInput {
 }
 
 /// One requested line. Numbers are read as wide integers so that a negative or huge value is
-/// reported as out of range rather than as a type error.
+/// reported as out of range rather than as a type error; an integral number written with a
+/// fraction or exponent (`2.0`, `1e3`) is that integer, as in JSON Schema.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LineInput {
     pub sku: String,
     pub name: String,
+    #[serde(deserialize_with = "integral")]
     pub quantity: i64,
     /// Price of one unit in the currency's minor unit (cents for USD, yen for JPY).
+    #[serde(deserialize_with = "integral")]
     pub unit_price: i64,
+}
+
+/// Reads a JSON number with no fractional part as an `i64`, saturating beyond its range so
+/// that the range check reports it. `1.5` is "expected an integer".
+fn integral<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    match serde_json::Number::deserialize(deserializer)? {
+        n if n.is_i64() => Ok(n.as_i64().unwrap_or_default()),
+        n if n.is_u64() => Ok(i64::MAX),
+        n => match n.as_f64() {
+            // `as` saturates at the bounds of i64.
+            Some(f) if f.fract() == 0.0 => Ok(f as i64),
+            _ => Err(serde::de::Error::custom(format!(
+                "expected an integer, got {n}"
+            ))),
+        },
+    }
 }
 
 /// One thing wrong with a request, located by a JSON path such as `lines[2].quantity`.
@@ -393,6 +412,28 @@ mod tests {
     }
 
     #[test]
+    fn integral_numbers_with_a_fraction_or_exponent_are_integers() {
+        let mut body = valid_body();
+        body["lines"][0]["quantity"] = json!(2.0);
+        body["lines"][0]["unitPrice"] = json!(1.25e3);
+        let order = decode(&body).unwrap().validate().unwrap();
+        assert_eq!(order.lines[0].quantity, 2);
+        assert_eq!(order.lines[0].unit_price, 1250);
+
+        // Beyond i64 in either notation: out of range, not a type error.
+        let raw = valid_body()
+            .to_string()
+            .replace("\"unitPrice\":1250", "\"unitPrice\":1e300")
+            .replace("\"quantity\":1,", "\"quantity\":18446744073709551615,");
+        let errors = decode_request(raw.as_bytes())
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["lines[0].unitPrice", "lines[1].quantity"]);
+    }
+
+    #[test]
     fn rejects_non_json_and_empty_and_oversized_bodies() {
         assert!(matches!(
             decode_request(b"{not json"),
@@ -426,7 +467,10 @@ mod tests {
         let mut body = valid_body();
         body["lines"][1]["unitPrice"] = json!(12.5);
         match decode(&body) {
-            Err(DecodeError::Field(e)) => assert_eq!(e.field, "lines[1].unitPrice"),
+            Err(DecodeError::Field(e)) => {
+                assert_eq!(e.field, "lines[1].unitPrice");
+                assert_eq!(e.message, "expected an integer, got 12.5");
+            }
             other => panic!("unexpected {other:?}"),
         }
 
