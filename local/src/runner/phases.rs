@@ -152,8 +152,10 @@ pub(super) async fn start_services(
     resolver: &Resolver<'_>,
 ) -> Result<Services, String> {
     let external_db = super::env::env_var(orders::config::vars::DB_HOST).is_some();
-    let db_user = template_value(defs, resolver, orders::config::vars::DB_USER).unwrap_or_else(|| "orders".into());
-    let db_name = template_value(defs, resolver, orders::config::vars::DB_NAME).unwrap_or_else(|| "orders".into());
+    let db_user = template_value(defs, resolver, orders::config::vars::DB_USER)
+        .unwrap_or_else(|| "orders".into());
+    let db_name = template_value(defs, resolver, orders::config::vars::DB_NAME)
+        .unwrap_or_else(|| "orders".into());
     let logs = options.state_dir.join("logs");
     let postgres_log = logs.join("postgres.log");
     let moto_log = logs.join("moto.log");
