@@ -323,20 +323,9 @@ async fn large_events_at_the_head_of_the_outbox_do_not_block_the_relay() {
     // SNS through a proxy that refuses what AWS refuses: a batch over 256 KiB in total.
     let proxy = FaultProxy::start(sys.moto.endpoint()).await;
     proxy.refuse_when(e2e::sns_limits::publish_batch_refusal);
-    // As the relay function: its role's credentials, its calls through the proxy.
-    let sns = sys
-        .roles
-        .config_of("relay", &e2e::aws::sdk_config_for(&proxy.endpoint()).await);
-    let publisher = EventPublisher::new(
-        &sns,
-        sys.resources.topic_arn.clone(),
-        Duration::from_secs(5),
-    );
     let mut settings = relay_settings();
     settings.batch_size = 40;
-    let report = relay_once(sys.store.pool(), &publisher, &settings)
-        .await
-        .unwrap();
+    let report = relay_via(&sys, &proxy, &settings).await;
     assert_eq!(proxy.failures(), 0, "a batch over SNS's limits was sent");
     assert_eq!(counts(&report), (large + small, 0, 0, 0), "{report:?}");
     assert_eq!(
@@ -401,9 +390,12 @@ async fn unpublished_orders(sys: &TestSystem, prefix: &str, n: usize) {
     }
 }
 
-/// A relay run whose SNS calls go through `proxy`.
-async fn relay_via(sys: &TestSystem, proxy: &FaultProxy) -> orders::relay::RelayReport {
-    // As the relay function: its role's credentials, its calls through the proxy.
+/// A relay run whose SNS calls go through `proxy`, as the relay function (its role).
+async fn relay_via(
+    sys: &TestSystem,
+    proxy: &FaultProxy,
+    settings: &orders::relay::RelaySettings,
+) -> orders::relay::RelayReport {
     let sns = sys
         .roles
         .config_of("relay", &e2e::aws::sdk_config_for(&proxy.endpoint()).await);
@@ -412,7 +404,7 @@ async fn relay_via(sys: &TestSystem, proxy: &FaultProxy) -> orders::relay::Relay
         sys.resources.topic_arn.clone(),
         Duration::from_secs(5),
     );
-    relay_once(sys.store.pool(), &publisher, &relay_settings())
+    relay_once(sys.store.pool(), &publisher, settings)
         .await
         .unwrap()
 }
@@ -437,7 +429,7 @@ async fn an_event_that_makes_sns_refuse_its_whole_batch_is_found_and_set_aside()
     put_at_head_of_outbox(&sys, "payload || jsonb_build_object('note', 'poison-pill')");
     let proxy = FaultProxy::start(sys.moto.endpoint()).await;
     proxy.refuse_when(refuse_poisoned_batches);
-    let report = relay_via(&sys, &proxy).await;
+    let report = relay_via(&sys, &proxy, &relay_settings()).await;
     assert_eq!(counts(&report), (3, 0, 1, 0), "{report:?}");
     assert_eq!(
         sys.pg.psql(
@@ -457,7 +449,7 @@ async fn sns_refusing_every_call_sets_nothing_aside() {
     // As a wrong topic would: every call refused, whatever it carries.
     let proxy = FaultProxy::start(sys.moto.endpoint()).await;
     proxy.refuse_when(refuse_every_batch);
-    let report = relay_via(&sys, &proxy).await;
+    let report = relay_via(&sys, &proxy, &relay_settings()).await;
     assert_eq!(counts(&report), (0, 3, 0, 3), "{report:?}");
     // Fixed, the next run publishes them all.
     let report = sys.relay().await;

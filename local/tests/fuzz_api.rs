@@ -17,31 +17,25 @@ const EXAMPLES: &str = "25";
 const SEED: &str = "1";
 
 fn fuzz(base: &str, token: &str) -> (bool, String) {
-    let output = Command::new(repository().join(".venv/bin/schemathesis"))
-        .current_dir(repository())
-        .args(["run", "openapi.yaml", "--url", base])
-        .args([
-            "--checks",
-            "all",
-            "--seed",
-            SEED,
-            "--max-examples",
-            EXAMPLES,
-        ])
-        // API Gateway answers a method no route has with 404, not 405 (schemathesis.toml).
-        .args(["--exclude-checks", "unsupported_method"])
-        .args(["--workers", "1", "--generation-database", "none"])
-        .args(["--no-color"])
-        .env("ORDERS_FUZZ_TOKEN", token)
-        .env("SCHEMATHESIS_TELEMETRY", "false")
-        .output()
-        .expect("run .venv/bin/schemathesis (scripts/bootstrap installs it)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    outcome_of(
+        Command::new(repository().join(".venv/bin/schemathesis"))
+            .current_dir(repository())
+            .args(["run", "openapi.yaml", "--url", base])
+            .args([
+                "--checks",
+                "all",
+                "--seed",
+                SEED,
+                "--max-examples",
+                EXAMPLES,
+            ])
+            // API Gateway answers a method no route has with 404, not 405 (schemathesis.toml).
+            .args(["--exclude-checks", "unsupported_method"])
+            .args(["--workers", "1", "--generation-database", "none"])
+            .args(["--no-color"])
+            .env("ORDERS_FUZZ_TOKEN", token)
+            .env("SCHEMATHESIS_TELEMETRY", "false"),
+    )
 }
 
 #[test]

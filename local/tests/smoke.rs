@@ -23,24 +23,18 @@ const STEPS: &[&str] = &[
 ];
 
 fn smoke(base: &str, state: &std::path::Path) -> (bool, String) {
-    let output = Command::new(repository().join("scripts/smoke"))
-        .args([
-            "--local",
-            "--base-url",
-            base,
-            "--timeout",
-            "120",
-            "--state-dir",
-        ])
-        .arg(state)
-        .output()
-        .expect("run scripts/smoke");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    outcome_of(
+        Command::new(repository().join("scripts/smoke"))
+            .args([
+                "--local",
+                "--base-url",
+                base,
+                "--timeout",
+                "120",
+                "--state-dir",
+            ])
+            .arg(state),
+    )
 }
 
 #[test]

@@ -92,6 +92,19 @@ pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
+/// Runs `command` to its end: whether it succeeded, and its stdout then stderr.
+pub fn outcome_of(command: &mut Command) -> (bool, String) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("run {:?}: {e}", command.get_program()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
 /// A running `scripts/run-local`.
 pub struct Runner {
     pub child: Child,
