@@ -286,7 +286,18 @@ const RESOURCE_CHECKED: &[&str] = &["s3", "sqs"];
 
 /// Actions AWS authorizes under another action's name, and moto under their API's name:
 /// (the API's action, the action a policy grants for it).
-const AUTHORIZED_AS: &[(&str, &str)] = &[("sns:PublishBatch", "sns:Publish")];
+/// SQS's batch APIs have no IAM actions of their own (the SQS developer guide: a batch needs the
+/// permission of its single action); the event source mapping deletes with DeleteMessageBatch
+/// under the role's `sqs:DeleteMessage`.
+const AUTHORIZED_AS: &[(&str, &str)] = &[
+    ("sns:PublishBatch", "sns:Publish"),
+    ("sqs:DeleteMessageBatch", "sqs:DeleteMessage"),
+    ("sqs:SendMessageBatch", "sqs:SendMessage"),
+    (
+        "sqs:ChangeMessageVisibilityBatch",
+        "sqs:ChangeMessageVisibility",
+    ),
+];
 
 /// The document as moto can enforce it: statements whose actions belong to a service moto
 /// does not resolve resources for get `Resource: "*"` (their actions are still checked; the
