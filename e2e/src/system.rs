@@ -191,16 +191,19 @@ impl TestSystem {
         self.projector.handle(event).await.expect("batch handled")
     }
 
-    /// Receives and projects until `count` records were handled or `wait` passed.
+    /// Receives and projects until `count` distinct messages were handled or `wait` passed;
+    /// returns how many were.
     pub async fn drain(&self, count: usize, wait: Duration) -> usize {
         let deadline = std::time::Instant::now() + wait;
-        let mut handled = 0;
-        while handled < count && std::time::Instant::now() < deadline {
+        // Distinct messages: one whose projection outlasted the queue's short visibility
+        // timeout (2 s here) comes back and must not be counted twice.
+        let mut handled = std::collections::HashSet::new();
+        while handled.len() < count && std::time::Instant::now() < deadline {
             let records = self.receive(Duration::from_secs(1)).await;
             if records.is_empty() {
                 continue;
             }
-            handled += records.len();
+            handled.extend(records.iter().filter_map(|r| r.message_id.clone()));
             let handles: Vec<_> = records
                 .iter()
                 .filter_map(|r| r.receipt_handle.clone())
@@ -217,7 +220,7 @@ impl TestSystem {
                     .expect("delete");
             }
         }
-        handled
+        handled.len()
     }
 
     /// Keys of the receipt objects stored for one order.
