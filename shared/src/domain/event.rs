@@ -125,7 +125,9 @@ fn unwrap_sns_envelope(value: &serde_json::Value) -> Option<&str> {
 
 fn decode_event(value: serde_json::Value) -> Result<OrderEvent, EventDecodeError> {
     let serde_json::Value::Object(obj) = value else {
-        return Err(EventDecodeError::NotAnEvent("expected a JSON object".into()));
+        return Err(EventDecodeError::NotAnEvent(
+            "expected a JSON object".into(),
+        ));
     };
     let event_type = obj
         .get("eventType")

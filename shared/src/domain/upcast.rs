@@ -148,5 +148,4 @@ mod tests {
             Err(UpcastError::Malformed { version: 1, .. })
         ));
     }
-
 }
