@@ -182,7 +182,7 @@ async fn bad_events_are_reported_failed_and_disturb_nothing_else() {
     let good = records[0].clone();
     let event: serde_json::Value = serde_json::from_str(good.body.as_deref().unwrap()).unwrap();
     let mut newer_schema = event.clone();
-    newer_schema["schemaVersion"] = 2.into();
+    newer_schema["schemaVersion"] = (orders::domain::event::SCHEMA_VERSION + 1).into();
     let mut unknown_type = event.clone();
     unknown_type["eventType"] = "OrderRefunded".into();
     let bad_bodies = [
