@@ -135,8 +135,16 @@ async fn rebuild_after_version_1_events_yields_the_projected_view() {
     assert_ne!(rebuilt.projected_at, projected.projected_at, "rewritten");
     assert_eq!(rebuilt.order, projected.order);
     assert_eq!(
-        (rebuilt.customer_id, rebuilt.receipt_key, rebuilt.cancellation_key),
-        (projected.customer_id, projected.receipt_key, projected.cancellation_key)
+        (
+            rebuilt.customer_id,
+            rebuilt.receipt_key,
+            rebuilt.cancellation_key
+        ),
+        (
+            projected.customer_id,
+            projected.receipt_key,
+            projected.cancellation_key
+        )
     );
     assert_eq!(admin(&sys, &["verify"]).await.status.code(), Some(0));
 }

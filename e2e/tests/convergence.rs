@@ -258,6 +258,15 @@ async fn concurrent_relays_never_publish_an_event_twice() {
     // A dies mid-publish (as a timed-out function would); its events are published later.
     a.abort();
     assert!(a.await.unwrap_err().is_cancelled());
+    // Dropping A's transaction sends its ROLLBACK without waiting: its locks go a moment later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sys.pg.psql("orders", unlocked) != "6" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "relay A's claim outlived it"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let c = sys.relay().await;
     assert_eq!((c.published, c.backlog), (6, 0), "{c:?}");
     assert_eq!(sys.drain(n, Duration::from_secs(30)).await, n);
