@@ -162,6 +162,9 @@ fn every_sample_event_matches_the_contract() {
     assert!(contract().check_record(&poison[1]).is_err(), "not JSON");
 }
 
+/// One change to a valid event that the contract must refuse.
+type Plant = fn(&mut Value);
+
 #[test]
 fn a_planted_deviation_is_caught() {
     let (good, attributes) = sample_v2();
@@ -169,7 +172,7 @@ fn a_planted_deviation_is_caught() {
         check(contract(), &good, &attributes).unwrap(),
         "OrderCreated"
     );
-    let planted: [(&str, fn(&mut Value)); 7] = [
+    let planted: [(&str, Plant); 7] = [
         ("orderVersion as a string", |v| {
             v["orderVersion"] = "1".into()
         }),
