@@ -97,3 +97,54 @@ async fn operator_commands_migrate_verify_rebuild_relay_and_redrive() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("order id must be a UUID"));
 }
+
+/// Rebuild reads the write model, not events: after the schema version 2 change, an order
+/// whose events include a version 1 one (from the outbox) rebuilds to the view the updater
+/// projected from those events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_after_version_1_events_yields_the_projected_view() {
+    let sys = TestSystem::start(true).await;
+    let dead = e2e::aws::sdk_config_for(&format!("http://127.0.0.1:{}", e2e::free_port())).await;
+    let unpublished = sys.command_publishing_via(&dead, Duration::from_millis(300));
+    let (status, created) = read_json(&unpublished.handle(post_order(&order_body("v1"))).await);
+    assert_eq!(status, 201);
+    let id = created["orderId"].as_str().unwrap().to_string();
+    // The created event as a version 1 release stored it; the next one is version 2.
+    sys.store_outbox_as_v1(&id);
+    let confirm = e2e::system::change_status(&id, r#"{"status":"CONFIRMED"}"#, &[]);
+    assert_eq!(read_json(&unpublished.handle(confirm).await).0, 200);
+    let versions = sys.pg.psql(
+        e2e::postgres::DATABASE,
+        "SELECT string_agg(payload->>'schemaVersion', ',' ORDER BY order_version) FROM outbox",
+    );
+    assert_eq!(versions.trim(), "1,2");
+
+    let out = admin(&sys, &["relay"]).await;
+    assert!(out.status.success(), "{out:?}");
+    // Each is checked against asyncapi.yaml on receipt (version 1, then version 2).
+    assert_eq!(sys.drain(2, Duration::from_secs(30)).await, 2);
+    let views = orders::dynamodb::OrderViewStore::new(&sys.aws, sys.resources.table.clone());
+    let order_id = id.parse().unwrap();
+    let projected = views.get(order_id).await.unwrap().expect("projected");
+    assert_eq!(projected.order.version, 2);
+    assert_eq!(admin(&sys, &["verify"]).await.status.code(), Some(0));
+
+    let out = admin(&sys, &["rebuild", "--order", &id]).await;
+    assert!(stdout(&out).contains("1 applied"), "{out:?}");
+    let rebuilt = views.get(order_id).await.unwrap().expect("rebuilt");
+    assert_ne!(rebuilt.projected_at, projected.projected_at, "rewritten");
+    assert_eq!(rebuilt.order, projected.order);
+    assert_eq!(
+        (
+            rebuilt.customer_id,
+            rebuilt.receipt_key,
+            rebuilt.cancellation_key
+        ),
+        (
+            projected.customer_id,
+            projected.receipt_key,
+            projected.cancellation_key
+        )
+    );
+    assert_eq!(admin(&sys, &["verify"]).await.status.code(), Some(0));
+}

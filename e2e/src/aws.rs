@@ -282,6 +282,7 @@ pub async fn receive_batch(
             .max_number_of_messages(max.min(10))
             .wait_time_seconds(1)
             .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .message_attribute_names("All")
             .send()
             .await
             .expect("receive");
@@ -310,6 +311,17 @@ pub fn to_record(
         .unwrap_or_default()
         .into_iter()
         .map(|(k, v)| (k.as_str().to_string(), v))
+        .collect();
+    record.message_attributes = m
+        .message_attributes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| {
+            let mut attribute = aws_lambda_events::sqs::SqsMessageAttribute::default();
+            attribute.data_type = Some(value.data_type);
+            attribute.string_value = value.string_value;
+            (name, attribute)
+        })
         .collect();
     record
 }

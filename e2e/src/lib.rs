@@ -3,6 +3,7 @@
 //! the system needs, created from `template.yaml` by the runner's provisioning.
 
 pub mod aws;
+pub mod event_contract;
 pub mod fault_proxy;
 pub mod postgres;
 mod process;

@@ -179,9 +179,14 @@ impl TestSystem {
         ids
     }
 
-    /// Receives what SNS delivered to the queue.
+    /// Receives what SNS delivered to the queue; each event SNS delivered is checked against
+    /// `asyncapi.yaml` (a mismatch panics).
     pub async fn receive(&self, wait: Duration) -> Vec<SqsMessage> {
-        receive_batch(&self.sqs, &self.resources.queue_url, 10, wait).await
+        let records = receive_batch(&self.sqs, &self.resources.queue_url, 10, wait).await;
+        records
+            .iter()
+            .for_each(crate::event_contract::check_delivery);
+        records
     }
 
     /// Runs the updater on these records, as Lambda's event source mapping would.
@@ -221,6 +226,21 @@ impl TestSystem {
             }
         }
         handled.len()
+    }
+
+    /// Rewrites the outbox events of one order into the schema version 1 shape of the first
+    /// release (`id` for `orderId`, no `history`), as if written before version 2.
+    pub fn store_outbox_as_v1(&self, order_id: &str) {
+        self.pg.psql(
+            crate::postgres::DATABASE,
+            &format!(
+                "UPDATE outbox SET payload =
+                   jsonb_set(payload #- '{{order,orderId}}' #- '{{order,history}}',
+                             '{{order,id}}', payload->'order'->'orderId')
+                   || '{{\"schemaVersion\": 1}}'
+                 WHERE order_id = '{order_id}'"
+            ),
+        );
     }
 
     /// Keys of the receipt objects stored for one order.
@@ -389,6 +409,29 @@ pub fn change_status(id: &str, body: &str, headers: &[(&str, &str)]) -> Request 
             .as_object_mut()
             .expect("headers")
             .remove("x-correlation-id");
+    });
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            lambda_http::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            value.parse().expect("header value"),
+        );
+    }
+    as_caller(request, Caller::Staff)
+}
+
+/// `POST /orders/{id}/shipping-address` with this body and optional headers, from staff.
+pub fn change_address(id: &str, body: &str, headers: &[(&str, &str)]) -> Request {
+    let mut request = request_from_event("shipping-address-change.json", |v| {
+        let path = format!("/orders/{id}/shipping-address");
+        v["rawPath"] = path.clone().into();
+        v["requestContext"]["http"]["path"] = path.into();
+        v["pathParameters"] = serde_json::json!({ "id": id });
+        v["body"] = body.into();
+        v["headers"]["content-length"] = body.len().to_string().into();
+        v["headers"]
+            .as_object_mut()
+            .expect("headers")
+            .remove("if-match");
     });
     for (name, value) in headers {
         request.headers_mut().insert(

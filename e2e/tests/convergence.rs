@@ -182,7 +182,7 @@ async fn bad_events_are_reported_failed_and_disturb_nothing_else() {
     let good = records[0].clone();
     let event: serde_json::Value = serde_json::from_str(good.body.as_deref().unwrap()).unwrap();
     let mut newer_schema = event.clone();
-    newer_schema["schemaVersion"] = 2.into();
+    newer_schema["schemaVersion"] = (orders::domain::event::SCHEMA_VERSION + 1).into();
     let mut unknown_type = event.clone();
     unknown_type["eventType"] = "OrderRefunded".into();
     let bad_bodies = [
@@ -258,6 +258,15 @@ async fn concurrent_relays_never_publish_an_event_twice() {
     // A dies mid-publish (as a timed-out function would); its events are published later.
     a.abort();
     assert!(a.await.unwrap_err().is_cancelled());
+    // Dropping A's transaction sends its ROLLBACK without waiting: its locks go a moment later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sys.pg.psql("orders", unlocked) != "6" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "relay A's claim outlived it"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let c = sys.relay().await;
     assert_eq!((c.published, c.backlog), (6, 0), "{c:?}");
     assert_eq!(sys.drain(n, Duration::from_secs(30)).await, n);

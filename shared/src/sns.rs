@@ -28,19 +28,38 @@ pub struct PendingEvent {
     pub event_type: String,
     pub order_id: uuid::Uuid,
     pub correlation_id: Option<String>,
+    /// The `schemaVersion` the stored payload was written with (not this code's version: an
+    /// old event keeps its own).
+    pub schema_version: Option<u32>,
     pub payload: String,
 }
 
 impl PendingEvent {
-    /// The message attributes sent with this event: `eventType`, `orderId`, and
-    /// `correlationId` when there is one (SNS refuses an empty attribute value).
-    fn attributes(&self) -> Vec<(&'static str, String)> {
+    /// The event, serialized, ready to publish.
+    pub fn from_event(event: &OrderEvent) -> Result<Self, PublishError> {
+        Ok(Self {
+            event_id: event.event_id,
+            event_type: event.event_type.as_str().to_string(),
+            order_id: event.order_id.as_uuid(),
+            correlation_id: event.correlation_id.clone(),
+            schema_version: Some(event.schema_version),
+            payload: serde_json::to_string(event)?,
+        })
+    }
+
+    /// The message attributes sent with this event (name, data type, value): `eventType`,
+    /// `orderId`, `schemaVersion` (a `Number`, for filter policies), and `correlationId` when
+    /// there is one (SNS refuses an empty attribute value).
+    fn attributes(&self) -> Vec<(&'static str, &'static str, String)> {
         let mut attributes = vec![
-            ("eventType", self.event_type.clone()),
-            ("orderId", self.order_id.to_string()),
+            ("eventType", STRING_TYPE, self.event_type.clone()),
+            ("orderId", STRING_TYPE, self.order_id.to_string()),
         ];
+        if let Some(version) = self.schema_version {
+            attributes.push(("schemaVersion", NUMBER_TYPE, version.to_string()));
+        }
         if let Some(id) = self.correlation_id.as_deref().filter(|id| !id.is_empty()) {
-            attributes.push(("correlationId", id.to_string()));
+            attributes.push(("correlationId", STRING_TYPE, id.to_string()));
         }
         attributes
     }
@@ -51,7 +70,7 @@ impl PendingEvent {
             + self
                 .attributes()
                 .iter()
-                .map(|(name, value)| name.len() + STRING_TYPE.len() + value.len())
+                .map(|(name, data_type, value)| name.len() + data_type.len() + value.len())
                 .sum::<usize>()
     }
 }
@@ -90,10 +109,11 @@ pub fn pack(events: &[PendingEvent]) -> Packed<'_> {
 }
 
 const STRING_TYPE: &str = "String";
+const NUMBER_TYPE: &str = "Number";
 
-fn attribute(value: &str) -> Result<MessageAttributeValue, PublishError> {
+fn attribute(data_type: &str, value: &str) -> Result<MessageAttributeValue, PublishError> {
     MessageAttributeValue::builder()
-        .data_type(STRING_TYPE)
+        .data_type(data_type)
         .string_value(value)
         .build()
         .map_err(|e| PublishError::Sns(e.to_string()))
@@ -165,27 +185,17 @@ impl EventPublisher {
         }
     }
 
-    /// Publishes an already serialized event (as stored in the outbox); returns SNS's
-    /// message id.
-    pub async fn publish_payload(
-        &self,
-        event_type: &str,
-        order_id: &str,
-        correlation_id: Option<&str>,
-        payload: String,
-    ) -> Result<String, PublishError> {
+    /// Publishes one event with its attributes; returns SNS's message id.
+    pub async fn publish_pending(&self, event: &PendingEvent) -> Result<String, PublishError> {
         let mut request = self
             .client
             .publish()
             .topic_arn(&self.topic_arn)
-            .message(payload)
-            .message_attributes("eventType", attribute(event_type)?)
-            .message_attributes("orderId", attribute(order_id)?);
-        if let Some(correlation_id) = correlation_id.filter(|id| !id.is_empty()) {
-            request = request.message_attributes("correlationId", attribute(correlation_id)?);
+            .message(&event.payload);
+        for (name, data_type, value) in event.attributes() {
+            request = request.message_attributes(name, attribute(data_type, &value)?);
         }
-        let request = request.send();
-        match tokio::time::timeout(self.timeout, request).await {
+        match tokio::time::timeout(self.timeout, request.send()).await {
             Err(_) => Err(PublishError::Timeout(self.timeout)),
             Ok(Err(err)) => Err(PublishError::from_sdk(err)),
             Ok(Ok(output)) => Ok(output.message_id.unwrap_or_default()),
@@ -193,14 +203,8 @@ impl EventPublisher {
     }
 
     pub async fn publish(&self, event: &OrderEvent) -> Result<String, PublishError> {
-        let payload = serde_json::to_string(event)?;
-        self.publish_payload(
-            event.event_type.as_str(),
-            &event.order_id.to_string(),
-            event.correlation_id.as_deref(),
-            payload,
-        )
-        .await
+        self.publish_pending(&PendingEvent::from_event(event)?)
+            .await
     }
 
     /// Publishes one batch from [`pack`] in one call; one result per event, in order.
@@ -211,8 +215,8 @@ impl EventPublisher {
                 let mut entry = PublishBatchRequestEntry::builder()
                     .id(e.event_id.simple().to_string())
                     .message(&e.payload);
-                for (name, value) in e.attributes() {
-                    entry = entry.message_attributes(name, attribute(&value)?);
+                for (name, data_type, value) in e.attributes() {
+                    entry = entry.message_attributes(name, attribute(data_type, &value)?);
                 }
                 entry
                     .build()
@@ -303,6 +307,7 @@ mod tests {
             event_type: "OrderCreated".into(),
             order_id: uuid::Uuid::new_v4(),
             correlation_id: Some("c-1".into()),
+            schema_version: Some(2),
             payload: "x".repeat(payload_bytes),
         }
     }
@@ -324,6 +329,9 @@ mod tests {
             + "orderId".len()
             + 6
             + 36
+            + "schemaVersion".len()
+            + "Number".len()
+            + 1
             + "correlationId".len()
             + 6
             + 3;
@@ -332,7 +340,7 @@ mod tests {
         uncorrelated.correlation_id = Some(String::new());
         assert_eq!(
             uncorrelated.attributes().len(),
-            2,
+            3,
             "no empty attribute is sent"
         );
     }

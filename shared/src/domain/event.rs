@@ -4,12 +4,14 @@
 //! earlier events: a lost or reordered intermediate event cannot leave a wrong final state.
 
 use super::order::{Order, OrderId};
+use super::upcast::{upcast, UpcastError};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// The envelope schema version this code writes and the newest it can read.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The envelope schema version this code writes and the newest it can read. Older versions
+/// are read through their [upcasters](super::upcast); see `asyncapi.yaml` for each shape.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The kinds of order events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +96,8 @@ pub enum EventDecodeError {
     UnknownEventType(String),
     #[error("event schema version {0} is newer than the supported version {SCHEMA_VERSION}")]
     UnsupportedSchemaVersion(u64),
+    #[error("old event cannot be upcast: {0}")]
+    Upcast(#[from] UpcastError),
     #[error("event is inconsistent: {0}")]
     Inconsistent(String),
 }
@@ -120,9 +124,11 @@ fn unwrap_sns_envelope(value: &serde_json::Value) -> Option<&str> {
 }
 
 fn decode_event(value: serde_json::Value) -> Result<OrderEvent, EventDecodeError> {
-    let obj = value
-        .as_object()
-        .ok_or_else(|| EventDecodeError::NotAnEvent("expected a JSON object".into()))?;
+    let serde_json::Value::Object(obj) = value else {
+        return Err(EventDecodeError::NotAnEvent(
+            "expected a JSON object".into(),
+        ));
+    };
     let event_type = obj
         .get("eventType")
         .and_then(|v| v.as_str())
@@ -139,6 +145,9 @@ fn decode_event(value: serde_json::Value) -> Result<OrderEvent, EventDecodeError
     if schema_version > u64::from(SCHEMA_VERSION) {
         return Err(EventDecodeError::UnsupportedSchemaVersion(schema_version));
     }
+    // Older versions are rewritten into the current shape; the decoder below reads that
+    // shape only.
+    let value = serde_json::Value::Object(upcast(obj, schema_version)?);
     let event: OrderEvent =
         serde_json::from_value(value).map_err(|e| EventDecodeError::NotAnEvent(e.to_string()))?;
     if event.order_id != event.order.id || event.order_version != event.order.version {
@@ -184,18 +193,60 @@ pub(crate) mod tests {
         }
     }
 
-    #[test]
-    fn events_written_before_the_shipping_address_still_decode() {
-        // The snapshot as the first release wrote it: `id`, and no `shippingAddress`.
-        let event = sample_event();
-        let mut value = serde_json::to_value(&event).unwrap();
+    /// `event` as a first-release version 1 event: `id`, no `history`, no `shippingAddress`.
+    pub(crate) fn as_v1(event: &OrderEvent) -> serde_json::Value {
+        let mut value = serde_json::to_value(event).unwrap();
+        value["schemaVersion"] = 1.into();
         let order = value["order"].as_object_mut().unwrap();
         let id = order.remove("orderId").unwrap();
         order.insert("id".into(), id);
-        assert!(order.get("shippingAddress").is_none());
-        let decoded = decode_message(&value.to_string()).unwrap();
+        order.remove("history");
+        order.remove("shippingAddress");
+        value
+    }
+
+    #[test]
+    fn version_1_events_are_upcast_and_project_the_same_order() {
+        let event = sample_event();
+        assert!(event.order.history.is_empty() && event.order.shipping_address.is_none());
+        let decoded = decode_message(&as_v1(&event).to_string()).unwrap();
         assert_eq!(decoded, event);
-        assert_eq!(decoded.order.shipping_address, None);
+        // A later version 1 event, already with `orderId`, reads the same.
+        let mut later = serde_json::to_value(&event).unwrap();
+        later["schemaVersion"] = 1.into();
+        assert_eq!(decode_message(&later.to_string()).unwrap(), event);
+    }
+
+    #[test]
+    fn version_2_reads_only_its_own_shape() {
+        let event = sample_event();
+        let mut old_name = as_v1(&event);
+        old_name["schemaVersion"] = SCHEMA_VERSION.into();
+        assert!(matches!(
+            decode_message(&old_name.to_string()),
+            Err(EventDecodeError::NotAnEvent(e)) if e.contains("orderId")
+        ));
+        // Unknown fields are ignored: adding an optional field is a compatible change.
+        let mut extended = serde_json::to_value(&event).unwrap();
+        extended["order"]["giftWrap"] = true.into();
+        extended["priority"] = "high".into();
+        assert_eq!(decode_message(&extended.to_string()).unwrap(), event);
+    }
+
+    #[test]
+    fn a_version_1_event_that_cannot_be_upcast_is_reported() {
+        let mut both = as_v1(&sample_event());
+        both["order"]["orderId"] = both["order"]["id"].clone();
+        assert!(matches!(
+            decode_message(&both.to_string()),
+            Err(EventDecodeError::Upcast(_))
+        ));
+        let mut zero = serde_json::to_value(sample_event()).unwrap();
+        zero["schemaVersion"] = 0.into();
+        assert_eq!(
+            decode_message(&zero.to_string()),
+            Err(EventDecodeError::Upcast(UpcastError::UnknownVersion(0)))
+        );
     }
 
     #[test]
@@ -234,10 +285,10 @@ pub(crate) mod tests {
             Err(EventDecodeError::UnknownEventType("OrderTeleported".into()))
         );
         let mut value = serde_json::to_value(sample_event()).unwrap();
-        value["schemaVersion"] = 2.into();
+        value["schemaVersion"] = (SCHEMA_VERSION + 1).into();
         assert_eq!(
             decode_message(&value.to_string()),
-            Err(EventDecodeError::UnsupportedSchemaVersion(2))
+            Err(EventDecodeError::UnsupportedSchemaVersion(3))
         );
         let mut value = serde_json::to_value(sample_event()).unwrap();
         value["orderVersion"] = 7.into();

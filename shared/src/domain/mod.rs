@@ -6,5 +6,6 @@ pub mod event;
 pub mod order;
 pub mod receipt;
 pub mod timestamp;
+pub mod upcast;
 pub mod validation;
 pub mod view;

@@ -178,13 +178,14 @@ pub struct ShippingAddress {
 
 /// An order: the write model's aggregate, the snapshot every event carries, the body of every
 /// command response and the core of the read model's view. A field is declared here once.
-/// Fields added after the first release carry `#[serde(default)]`, so that events and stored
-/// views written before them still decode.
+/// Fields added after the first release carry `#[serde(default)]`, so that stored views written
+/// before them still decode; events of older schema versions are brought to the current shape
+/// by their upcasters (`domain::upcast`) first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Order {
-    /// Written as `orderId`; events written before that named it `id`.
-    #[serde(rename = "orderId", alias = "id")]
+    /// `orderId`; schema version 1 events named it `id` (their upcaster renames it).
+    #[serde(rename = "orderId")]
     pub id: OrderId,
     pub customer: Customer,
     /// ISO 4217 code, for example `EUR`.

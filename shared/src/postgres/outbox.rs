@@ -28,7 +28,7 @@ pub async fn claim_due(
     let rows = tx
         .query(
             "SELECT event_id, event_type, order_id, payload->>'correlationId', payload::text,
-                    occurred_at
+                    occurred_at, payload->>'schemaVersion'
              FROM outbox
              WHERE published_at IS NULL AND set_aside_at IS NULL
                AND occurred_at <= now() - make_interval(secs => $1)
@@ -55,6 +55,7 @@ pub async fn claim_due(
             event_type: r.get(1),
             order_id: r.get(2),
             correlation_id: r.get(3),
+            schema_version: r.get::<_, Option<String>>(6).and_then(|v| v.parse().ok()),
             payload: r.get(4),
         })
         .collect();
