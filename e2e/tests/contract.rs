@@ -3,7 +3,8 @@
 //! documented operations.
 
 use e2e::system::{
-    as_caller, change_status, get_order, list_orders, order_body, post_order, Caller, TestSystem,
+    as_caller, change_address, change_status, get_order, list_orders, order_body, post_order,
+    Caller, TestSystem,
 };
 use lambda_http::http::header;
 use lambda_http::{Body, Response};
@@ -100,27 +101,6 @@ impl Contract {
         self.exercised
             .insert((path.to_string(), method.to_string(), status));
     }
-}
-
-/// `POST /orders/{id}/shipping-address` with this body and optional headers, from staff.
-fn change_address(id: &str, body: &str, headers: &[(&str, &str)]) -> lambda_http::Request {
-    let mut request = e2e::system::request_from_event("shipping-address-change.json", |v| {
-        let path = format!("/orders/{id}/shipping-address");
-        v["rawPath"] = path.clone().into();
-        v["requestContext"]["http"]["path"] = path.into();
-        v["pathParameters"] = serde_json::json!({ "id": id });
-        v["body"] = body.into();
-        v["headers"]["content-length"] = body.len().to_string().into();
-        let headers = v["headers"].as_object_mut().expect("headers");
-        headers.remove("if-match");
-    });
-    for (name, value) in headers {
-        request.headers_mut().insert(
-            lambda_http::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
-            value.parse().expect("header value"),
-        );
-    }
-    as_caller(request, Caller::Staff)
 }
 
 /// The shipping address end to end: placed with the order, changed by its owner, projected
