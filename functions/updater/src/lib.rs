@@ -58,7 +58,6 @@ impl Projector {
     /// Projects a batch, at most `concurrency` records at a time, and names the failed ones
     /// (ReportBatchItemFailures): one bad record never fails or drops the others.
     pub async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, UnidentifiableFailure> {
-        let batch_size = event.records.len();
         let results: Vec<(Option<String>, Result<Projected, ProjectionError>)> =
             stream::iter(event.records)
                 .map(|record| async move {
