@@ -1026,3 +1026,19 @@ fn canary_cost(out: &mut String, upd_ms: f64) {
         f2(total),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_canary_costs_well_under_a_dollar_a_month() {
+        let mut out = String::new();
+        canary_cost(&mut out, 145.0);
+        assert!(out.contains("| **Total per month** | **0.56** |"), "{out}");
+        assert!(
+            out.contains("| CloudWatch: 1 custom metric, 1 alarm | 0.40 |"),
+            "{out}"
+        );
+    }
+}
