@@ -834,6 +834,13 @@ const DYNAMO_RRU: f64 = 0.125 / 1e6;
 const S3_PUT: f64 = 0.005 / 1000.0;
 const SNS_PUBLISH: f64 = 0.50 / 1e6;
 const SQS_REQUEST: f64 = 0.40 / 1e6;
+const CLOUDWATCH_ALARM_MONTH: f64 = 0.10;
+const CLOUDWATCH_METRIC_MONTH: f64 = 0.30;
+const LOGS_INGESTED_GB: f64 = 0.50;
+/// Heartbeats a month: one per relay run, every minute.
+const HEARTBEATS_MONTH: f64 = 60.0 * 24.0 * 30.0;
+/// Log bytes one heartbeat adds (the relay's line, the updater's lines and EMF record).
+const HEARTBEAT_LOG_BYTES: f64 = 2_000.0;
 
 fn cost(out: &mut String, r: &Results) {
     let _ = writeln!(out, "## Cost and scale on paper\n");
@@ -875,7 +882,7 @@ fn cost(out: &mut String, r: &Results) {
     let total = lambda_cost
         + 2.0 * per_million * DYNAMO_WRU
         + per_million * DYNAMO_RRU
-        + 2.0 * per_million * S3_PUT
+        + per_million * S3_PUT
         + per_million * SNS_PUBLISH
         + 1.2 * per_million * SQS_REQUEST;
     let _ = writeln!(
@@ -888,12 +895,12 @@ fn cost(out: &mut String, r: &Results) {
          | **Lambda total** | | **{}** |\n\
          | DynamoDB: 1 PutItem per order, item under 1 KB, plus the `byCustomer` GSI (projection ALL) | 2 WRU/order | {} |\n\
          | DynamoDB: 1 strongly consistent GetItem per read (under 4 KB) | 1 RRU/read | {} |\n\
-         | S3: 2 PutObject per order (HTML and JSON receipt) | 2 requests/order | {} |\n\
+         | S3: 1 PutObject per order version (the HTML receipt, or the cancellation notice; the JSON is the view) | 1 request/order | {} |\n\
          | SNS: 1 Publish per order (under 64 KB); delivery to SQS is free | 1 request/order | {} |\n\
          | SQS: 1 send (by SNS), 0.1 receive, 0.1 delete-batch per order (plus the event-source mapping's empty polls) | about 1.2 requests/order | {} |\n\
          | **Total per million orders** (RDS, RDS Proxy and storage are hourly, not per order) | | **{}** |\n\n\
-         The two receipt `PutObject` requests are {:.0} % of the per-order cost; Lambda \
-         (compute and requests) {:.0} %.\n",
+         The receipt `PutObject` is {:.0} % of the per-order cost (it was two, HTML and JSON, \
+         before the JSON came from the view); Lambda (compute and requests) {:.0} %.\n",
         f1(cmd_ms),
         f1(cmd_gbs),
         f2(cmd_gbs * LAMBDA_GB_SECOND),
@@ -907,13 +914,14 @@ fn cost(out: &mut String, r: &Results) {
         f2(lambda_cost),
         f2(2.0 * per_million * DYNAMO_WRU),
         f2(per_million * DYNAMO_RRU),
-        f2(2.0 * per_million * S3_PUT),
+        f2(per_million * S3_PUT),
         f2(per_million * SNS_PUBLISH),
         f2(1.2 * per_million * SQS_REQUEST),
         f2(total),
-        100.0 * 2.0 * per_million * S3_PUT / total,
+        100.0 * per_million * S3_PUT / total,
         100.0 * lambda_cost / total,
     );
+    canary_cost(out, upd_ms);
     // Scale.
     let db_ms = r.post.baseline.latency.median;
     let updater_rate = if upd_ms > 0.0 {
@@ -981,4 +989,56 @@ fn method(out: &mut String, _r: &Results) {
          HTTP exchanges and JSON event conversion) weighs more against a millisecond baseline \
          than against a deployed one.\n"
     );
+}
+
+/// The lag canary's fixed monthly cost: one heartbeat per relay run, whatever the traffic.
+fn canary_cost(out: &mut String, upd_ms: f64) {
+    let n = HEARTBEATS_MONTH;
+    let gb = 128.0 / 1024.0;
+    // At low traffic each heartbeat is its own batch: one updater invocation, one SQS
+    // receive and one delete besides the send by SNS.
+    let lambda = n * LAMBDA_REQUEST + n * gb * upd_ms.ceil() / 1000.0 * LAMBDA_GB_SECOND;
+    let messaging = n * SNS_PUBLISH + 3.0 * n * SQS_REQUEST;
+    let dynamo = n * DYNAMO_WRU;
+    let logs = n * HEARTBEAT_LOG_BYTES / 1e9 * LOGS_INGESTED_GB;
+    let watch = CLOUDWATCH_ALARM_MONTH + CLOUDWATCH_METRIC_MONTH;
+    let total = lambda + messaging + dynamo + logs + watch;
+    let _ = writeln!(
+        out,
+        "The lag canary (a `ReadModelHeartbeat` the relay publishes every minute) costs the same \
+         every month whatever the traffic: {n:.0} heartbeats, each 1 SNS publish, 3 SQS requests, \
+         1 updater invocation (a batch of its own when idle), 1 DynamoDB write (its one item, \
+         outside the customer index) and about {HEARTBEAT_LOG_BYTES:.0} bytes of logs; plus the \
+         `HeartbeatLag` custom metric and its alarm.\n\n\
+         | Canary, per month | Cost (USD) |\n| --- | ---: |\n\
+         | Lambda (requests and {} ms each) | {} |\n\
+         | SNS and SQS | {} |\n\
+         | DynamoDB | {} |\n\
+         | CloudWatch Logs ingestion | {} |\n\
+         | CloudWatch: 1 custom metric, 1 alarm | {} |\n\
+         | **Total per month** | **{}** |\n",
+        f1(upd_ms),
+        f2(lambda),
+        f2(messaging),
+        f2(dynamo),
+        f2(logs),
+        f2(watch),
+        f2(total),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_canary_costs_well_under_a_dollar_a_month() {
+        let mut out = String::new();
+        canary_cost(&mut out, 145.0);
+        assert!(out.contains("| **Total per month** | **0.56** |"), "{out}");
+        assert!(
+            out.contains("| CloudWatch: 1 custom metric, 1 alarm | 0.40 |"),
+            "{out}"
+        );
+    }
 }

@@ -102,9 +102,9 @@ async fn a_message_delivered_three_times_leaves_one_item_and_one_receipt() {
             .is_empty());
     }
     assert_eq!(
-        sys.receipt_keys(id).await.len(),
-        2,
-        "one HTML receipt and its JSON copy"
+        sys.receipt_keys(id).await,
+        [format!("receipts/{id}/receipt.html")],
+        "one receipt object, however often the record is delivered"
     );
     assert_converged(&sys.verify().await, 1);
 }
@@ -169,7 +169,7 @@ async fn dynamodb_or_s3_failing_for_some_records_fails_only_those_until_redelive
         .unwrap()
         .batch_item_failures
         .is_empty());
-    assert_eq!(sys.receipt_keys(&ids[1]).await.len(), 2);
+    assert_eq!(sys.receipt_keys(&ids[1]).await.len(), 1);
     assert_converged(&sys.verify().await, 4);
 }
 

@@ -74,10 +74,11 @@ async fn every_sample_event_runs_through_its_handler() {
                 (1, 0),
                 "{name}: {report:?}"
             );
-            // On the queue now: that event, and those the post-order and status samples published.
+            // On the queue now: that event, the run's heartbeat, and the events the
+            // post-order and status samples published.
             assert_eq!(
-                sys.drain(3, std::time::Duration::from_secs(20)).await,
-                3,
+                sys.drain(4, std::time::Duration::from_secs(20)).await,
+                4,
                 "{name}"
             );
             let id = pending["orderId"].as_str().unwrap();

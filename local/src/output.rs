@@ -44,9 +44,37 @@ where
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
                     let text = String::from_utf8_lossy(&line);
-                    prefixed(&prefix, text.trim_end_matches(['\n', '\r']), to_stderr);
+                    let text = text.trim_end_matches(['\n', '\r']);
+                    prefixed(&prefix, text, to_stderr);
+                    if let Some(lag) = canary_lag(text) {
+                        say(format!("[canary] read model lag {lag:.0} ms (HeartbeatLag, from the relay's heartbeat through SNS, SQS and the updater)"));
+                    }
                 }
             }
         }
     })
+}
+
+/// The read-model lag a function's EMF line reports (`HeartbeatLag`), if it is one.
+fn canary_lag(line: &str) -> Option<f64> {
+    if !line.contains("\"HeartbeatLag\"") {
+        return None;
+    }
+    serde_json::from_str::<serde_json::Value>(line)
+        .ok()?
+        .get("HeartbeatLag")?
+        .as_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_canary_line_comes_from_the_updaters_heartbeat_metric() {
+        let emf = r#"{"_aws":{"CloudWatchMetrics":[]},"HeartbeatLag":42.5,"ProjectionLag":0.0}"#;
+        assert_eq!(canary_lag(emf), Some(42.5));
+        assert_eq!(canary_lag(r#"{"ProjectionLag":12.0}"#), None);
+        assert_eq!(canary_lag("HeartbeatLag is not JSON"), None);
+    }
 }

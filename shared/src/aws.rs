@@ -32,9 +32,9 @@ impl SdkBudget {
         operation: Duration::from_secs(4),
         max_attempts: 3,
     };
-    /// The updater (30 s timeout, batches of 10, 8 records at a time): a record makes up to 4
-    /// calls in turn (view, then up to 3 documents), and a batch at most 2 rounds of records:
-    /// 8 calls of at most 3.5 s is 28 s.
+    /// The updater (30 s timeout, batches of 10, 8 records at a time): a record makes 2
+    /// calls in turn (view, then its document), and a batch at most 2 rounds of records:
+    /// 4 calls of at most 3.5 s is 14 s, well inside the timeout.
     pub const UPDATER: Self = Self {
         connect: Duration::from_millis(1000),
         attempt: Duration::from_secs(2),

@@ -124,10 +124,10 @@ pub const RELAY: Function = Function {
     calls: &[
         DB_CONNECT,
         Call {
-            // PublishBatch is authorized as sns:Publish.
+            // PublishBatch is authorized as sns:Publish; Publish sends the read-model heartbeat.
             action: "sns:Publish",
             resource: ORDER_EVENTS,
-            operations: &["publish_batch"],
+            operations: &["publish_batch", "publish"],
             when: None,
         },
     ],

@@ -1,5 +1,7 @@
-//! The read-model table: one item per order, written only forward in version.
+//! The read-model table: one item per order, written only forward in version, and the one
+//! heartbeat item (see [`crate::domain::heartbeat`]), written only forward in time.
 
+use crate::domain::heartbeat::{Heartbeat, HEARTBEAT_ITEM_KEY};
 use crate::domain::order::OrderId;
 use crate::domain::view::OrderView;
 use crate::service_error::ServiceError;
@@ -105,6 +107,47 @@ impl OrderViewStore {
         }
     }
 
+    /// Records a heartbeat in its one item unless a later one is stored (the timestamps are
+    /// fixed-width text, so they compare in time order). The item has no `customerId`, so the
+    /// customer index never holds it.
+    pub async fn put_heartbeat(
+        &self,
+        heartbeat: &Heartbeat,
+        lag_ms: f64,
+        projected_at: time::OffsetDateTime,
+    ) -> Result<WriteOutcome, ViewStoreError> {
+        use crate::domain::timestamp::format;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(KEY, AttributeValue::S(HEARTBEAT_ITEM_KEY.into()))
+            .item("eventType", AttributeValue::S(heartbeat.event_type.clone()))
+            .item("eventId", AttributeValue::S(heartbeat.event_id.to_string()))
+            .item("source", AttributeValue::S(heartbeat.source.clone()))
+            .item("emittedAt", AttributeValue::S(format(heartbeat.emitted_at)))
+            .item("projectedAt", AttributeValue::S(format(projected_at)))
+            .item("lagMs", AttributeValue::N(format!("{lag_ms:.3}")))
+            .condition_expression("attribute_not_exists(#key) OR #emitted < :emitted")
+            .expression_attribute_names("#key", KEY)
+            .expression_attribute_names("#emitted", "emittedAt")
+            .expression_attribute_values(
+                ":emitted",
+                AttributeValue::S(format(heartbeat.emitted_at)),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(WriteOutcome::Applied),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(WriteOutcome::Stale)
+            }
+            Err(err) => Err(ServiceError::from_sdk("dynamodb:PutItem", err).into()),
+        }
+    }
+
     /// Reads one view with a strongly consistent read.
     pub async fn get(&self, id: OrderId) -> Result<Option<OrderView>, ViewStoreError> {
         let output = self
@@ -176,8 +219,8 @@ impl OrderViewStore {
         Ok(found)
     }
 
-    /// One page of the ids and versions of all stored views (a Scan); pass the returned
-    /// cursor back for the next page, until it is `None`.
+    /// One page of the ids and versions of all stored views (a Scan, which skips the
+    /// heartbeat item); pass the returned cursor back for the next page, until it is `None`.
     pub async fn scan_versions(
         &self,
         cursor: Option<HashMap<String, AttributeValue>>,
@@ -210,6 +253,7 @@ impl OrderViewStore {
                     .unwrap_or(0);
                 (id, version)
             })
+            .filter(|(id, _)| id != HEARTBEAT_ITEM_KEY)
             .collect();
         Ok((items, output.last_evaluated_key))
     }

@@ -76,6 +76,24 @@ pub struct RelayReport {
     pub set_aside_total: i64,
 }
 
+/// Publishes one read-model heartbeat (see [`crate::domain::heartbeat`]) through the
+/// events topic, stamped now. A failure is logged and reported, never retried: the next run
+/// sends a fresh one, and missing heartbeats are what the lag alarm watches for.
+pub async fn emit_heartbeat(publisher: &EventPublisher) -> bool {
+    let heartbeat =
+        crate::domain::heartbeat::Heartbeat::new("relay", crate::domain::order::now_micros());
+    match publisher.publish_heartbeat(&heartbeat).await {
+        Ok(message_id) => {
+            tracing::info!(event_id = %heartbeat.event_id, message_id, "relay published heartbeat");
+            true
+        }
+        Err(error) => {
+            tracing::warn!(event_id = %heartbeat.event_id, error = %error, "relay heartbeat publish failed");
+            false
+        }
+    }
+}
+
 /// What one claimed batch came to.
 #[derive(Debug, Default)]
 struct BatchOutcome {

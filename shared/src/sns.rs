@@ -207,6 +207,26 @@ impl EventPublisher {
             .await
     }
 
+    /// Publishes a read-model heartbeat with its `eventType` message attribute (it has no
+    /// order, so no `orderId`); returns SNS's message id.
+    pub async fn publish_heartbeat(
+        &self,
+        heartbeat: &crate::domain::heartbeat::Heartbeat,
+    ) -> Result<String, PublishError> {
+        let request = self
+            .client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .message(serde_json::to_string(heartbeat)?)
+            .message_attributes("eventType", attribute(&heartbeat.event_type)?)
+            .send();
+        match tokio::time::timeout(self.timeout, request).await {
+            Err(_) => Err(PublishError::Timeout(self.timeout)),
+            Ok(Err(err)) => Err(PublishError::from_sdk(err)),
+            Ok(Ok(output)) => Ok(output.message_id.unwrap_or_default()),
+        }
+    }
+
     /// Publishes one batch from [`pack`] in one call; one result per event, in order.
     pub async fn publish_batch(&self, events: &[&PendingEvent]) -> Vec<Result<(), PublishError>> {
         let entries: Result<Vec<_>, PublishError> = events

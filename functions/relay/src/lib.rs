@@ -1,8 +1,9 @@
-//! The outbox relay handler: one run per scheduled invocation.
+//! The outbox relay handler: one run per scheduled invocation, ending with a read-model
+//! heartbeat (the lag canary; see `orders::domain::heartbeat`).
 
 use orders::metrics::{MetricSet, Unit};
 use orders::postgres::DbError;
-use orders::relay::{relay_once, RelayReport, RelaySettings};
+use orders::relay::{emit_heartbeat, relay_once, RelayReport, RelaySettings};
 use orders::sns::EventPublisher;
 
 /// The relay's dependencies, built once per process.
@@ -26,9 +27,11 @@ impl Relay {
     }
 
     /// Runs once, whatever the triggering event (an EventBridge schedule, or a manual invoke),
-    /// and reports what it did and the backlog it left.
+    /// and reports what it did and the backlog it left. A run that reached the database
+    /// then publishes a heartbeat, so a relay or database outage also silences the canary.
     pub async fn handle(&self, _event: serde_json::Value) -> Result<RelayReport, DbError> {
         let report = relay_once(&self.pool, &self.publisher, &self.settings).await?;
+        let heartbeat = emit_heartbeat(&self.publisher).await;
         tracing::info!(
             published = report.published,
             failed = report.failed,
@@ -49,6 +52,7 @@ impl Relay {
             .metric("OutboxOldestAge", Unit::Seconds, report.oldest_age_seconds)
             .count("IdempotencyKeysExpired", report.expired_keys as usize)
             .count("RelayRunsCompleted", 1)
+            .count("HeartbeatsPublished", usize::from(heartbeat))
             .emit();
         Ok(report)
     }

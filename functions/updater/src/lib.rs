@@ -1,8 +1,10 @@
-//! SQS -> read model: project each order event into DynamoDB and S3.
+//! SQS -> read model: project each order event into DynamoDB and S3, and record each
+//! read-model heartbeat with its end-to-end lag (the `HeartbeatLag` metric).
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
-use orders::domain::event::{decode_message, EventDecodeError};
+use orders::domain::event::EventDecodeError;
+use orders::domain::heartbeat::{decode_queue_message, Heartbeat, Message};
 use orders::domain::view::project_event;
 use orders::metrics::{MetricSet, Unit};
 use orders::projection::{ApplyError, ReadModel};
@@ -26,8 +28,11 @@ pub enum ProjectionError {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Projected {
     pub outcome: ProjectionOutcome,
-    /// Milliseconds from the event's occurrence to its projection.
+    /// Milliseconds from the event's occurrence (or the heartbeat's emission) to its
+    /// projection.
     pub lag_ms: f64,
+    /// The record was a heartbeat, not an order event.
+    pub heartbeat: bool,
 }
 
 /// A failed record without a message id cannot be reported alone, so the whole batch fails.
@@ -53,7 +58,6 @@ impl Projector {
     /// Projects a batch, at most `concurrency` records at a time, and names the failed ones
     /// (ReportBatchItemFailures): one bad record never fails or drops the others.
     pub async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, UnidentifiableFailure> {
-        let batch_size = event.records.len();
         let results: Vec<(Option<String>, Result<Projected, ProjectionError>)> =
             stream::iter(event.records)
                 .map(|record| async move {
@@ -70,30 +74,11 @@ impl Projector {
                 .collect()
                 .await;
 
-        let (mut applied, mut stale, mut max_lag) = (0, 0, 0f64);
-        for projected in results.iter().filter_map(|(_, r)| r.as_ref().ok()) {
-            match projected.outcome {
-                ProjectionOutcome::Applied => applied += 1,
-                ProjectionOutcome::Stale => stale += 1,
-            }
-            max_lag = max_lag.max(projected.lag_ms);
-        }
-        let failed = batch_size - applied - stale;
-        tracing::info!(
-            batch_size,
-            applied,
-            stale,
-            failed,
-            projection_lag_max_ms = max_lag,
-            "batch projected"
-        );
-        MetricSet::new()
-            .count("BatchSize", batch_size)
-            .count("ProjectionsApplied", applied)
-            .count("ProjectionsStale", stale)
-            .count("ProjectionsFailed", failed)
-            .metric("ProjectionLag", Unit::Milliseconds, max_lag)
-            .emit();
+        let outcomes: Vec<Option<Projected>> = results
+            .iter()
+            .map(|(_, r)| r.as_ref().ok().copied())
+            .collect();
+        batch_metrics(&outcomes).emit();
 
         let mut response = SqsBatchResponse::default();
         for (message_id, result) in results {
@@ -133,7 +118,10 @@ impl Projector {
 
     async fn project(&self, record: &SqsMessage) -> Result<Projected, ProjectionError> {
         let body = record.body.as_deref().ok_or(ProjectionError::NoBody)?;
-        let event = decode_message(body)?;
+        let event = match decode_queue_message(body)? {
+            Message::Order(event) => event,
+            Message::Heartbeat(heartbeat) => return self.record_heartbeat(&heartbeat).await,
+        };
         let span = tracing::Span::current();
         span.record("order_id", event.order_id.to_string());
         if let Some(correlation_id) = &event.correlation_id {
@@ -149,6 +137,113 @@ impl Projector {
         let projection = project_event(&event, now);
         let outcome = self.read_model.apply(&projection).await?;
         let lag_ms = ((now - event.occurred_at).as_seconds_f64() * 1000.0).max(0.0);
-        Ok(Projected { outcome, lag_ms })
+        Ok(Projected {
+            outcome,
+            lag_ms,
+            heartbeat: false,
+        })
+    }
+
+    /// Stores the heartbeat in its item (unless a later one is there) and measures its lag.
+    async fn record_heartbeat(&self, heartbeat: &Heartbeat) -> Result<Projected, ProjectionError> {
+        let now = time::OffsetDateTime::now_utc();
+        let lag_ms = heartbeat.lag_ms(now);
+        let outcome = match self
+            .read_model
+            .views
+            .put_heartbeat(heartbeat, lag_ms, now)
+            .await
+            .map_err(ApplyError::from)?
+        {
+            orders::dynamodb::WriteOutcome::Applied => ProjectionOutcome::Applied,
+            orders::dynamodb::WriteOutcome::Stale => ProjectionOutcome::Stale,
+        };
+        tracing::info!(
+            event_id = %heartbeat.event_id,
+            emitted_at = %orders::domain::timestamp::format(heartbeat.emitted_at),
+            outcome = outcome.as_str(),
+            heartbeat_lag_ms = lag_ms,
+            "heartbeat projected"
+        );
+        Ok(Projected {
+            outcome,
+            lag_ms,
+            heartbeat: true,
+        })
+    }
+}
+
+/// The batch's log line and EMF record, from each record's outcome (`None`: failed). Order
+/// events count as applied, stale or failed with their maximum `ProjectionLag`; heartbeats
+/// report `HeartbeatLag`, only in batches that carried one, so a pipeline that stops
+/// delivering heartbeats leaves that metric missing (its alarm treats missing as breaching).
+pub fn batch_metrics(outcomes: &[Option<Projected>]) -> MetricSet {
+    let (mut applied, mut stale, mut failed, mut max_lag) = (0, 0, 0, 0f64);
+    let mut heartbeat_lag: Option<f64> = None;
+    for outcome in outcomes {
+        match outcome {
+            None => failed += 1,
+            Some(p) if p.heartbeat => {
+                heartbeat_lag = Some(heartbeat_lag.unwrap_or(0f64).max(p.lag_ms));
+            }
+            Some(p) => {
+                match p.outcome {
+                    ProjectionOutcome::Applied => applied += 1,
+                    ProjectionOutcome::Stale => stale += 1,
+                }
+                max_lag = max_lag.max(p.lag_ms);
+            }
+        }
+    }
+    tracing::info!(
+        batch_size = outcomes.len(),
+        applied,
+        stale,
+        failed,
+        projection_lag_max_ms = max_lag,
+        heartbeat_lag_ms = heartbeat_lag,
+        "batch projected"
+    );
+    let metrics = MetricSet::new()
+        .count("BatchSize", outcomes.len())
+        .count("ProjectionsApplied", applied)
+        .count("ProjectionsStale", stale)
+        .count("ProjectionsFailed", failed)
+        .metric("ProjectionLag", Unit::Milliseconds, max_lag);
+    match heartbeat_lag {
+        Some(lag) => metrics.metric("HeartbeatLag", Unit::Milliseconds, lag),
+        None => metrics,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn projected(heartbeat: bool, lag_ms: f64) -> Option<Projected> {
+        Some(Projected {
+            outcome: ProjectionOutcome::Applied,
+            lag_ms,
+            heartbeat,
+        })
+    }
+
+    #[test]
+    fn heartbeat_lag_is_reported_apart_and_only_when_a_heartbeat_came() {
+        let doc = batch_metrics(&[projected(false, 40.0), projected(true, 120.0), None]).to_json();
+        assert_eq!(doc["HeartbeatLag"], 120.0);
+        assert_eq!(doc["ProjectionLag"], 40.0);
+        assert_eq!(doc["ProjectionsApplied"], 1.0);
+        assert_eq!(doc["ProjectionsFailed"], 1.0);
+        assert_eq!(doc["BatchSize"], 3.0);
+        let names: Vec<_> = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap().to_string())
+            .collect();
+        assert!(names.contains(&"HeartbeatLag".to_string()));
+        let doc = batch_metrics(&[projected(false, 40.0)]).to_json();
+        assert!(doc.get("HeartbeatLag").is_none(), "{doc}");
     }
 }

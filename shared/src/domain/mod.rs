@@ -3,6 +3,7 @@
 pub mod access;
 pub mod command;
 pub mod event;
+pub mod heartbeat;
 pub mod order;
 pub mod receipt;
 pub mod timestamp;

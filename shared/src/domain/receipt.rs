@@ -1,6 +1,8 @@
-//! Documents stored beside each order: the receipt (HTML for people, JSON for programs) and,
-//! for a cancelled order, a cancellation notice. Keys are fixed per order and the content is
-//! a pure function of the order, so every retry or rebuild rewrites the same bytes.
+//! The one document stored beside each order version: the HTML receipt, or for the cancelled
+//! version the cancellation notice (which repeats the receipt). Keys are fixed per order and
+//! the content under each key is a pure function of the order that does not change between
+//! the versions that write it, so every retry, rebuild or concurrent write stores the same
+//! bytes. Programs read the receipt's data from the view (`GET /orders/{id}`), not from S3.
 
 use super::order::{Customer, Order, OrderId, OrderLine, OrderStatus};
 use serde::{Deserialize, Serialize};
@@ -32,7 +34,8 @@ pub fn receipt_key(id: OrderId) -> String {
     format!("receipts/{id}/receipt.html")
 }
 
-/// The key of the JSON copy of the receipt.
+/// The key the JSON copy of the receipt had. No object is written under it any more (the
+/// view carries the same data); the view keeps the field because the API requires it.
 pub fn receipt_json_key(id: OrderId) -> String {
     format!("receipts/{id}/receipt.json")
 }
@@ -55,30 +58,22 @@ impl Receipt {
     }
 }
 
-/// Every document an order has: the receipt in both forms, and the notice once cancelled.
-pub fn documents(order: &Order) -> Vec<Document> {
+/// The one object an order version writes: the cancellation notice once the order is
+/// cancelled (a terminal status, so only one version writes it), otherwise the receipt.
+pub fn document(order: &Order) -> Document {
     let receipt = Receipt::for_order(order);
-    let mut docs = vec![
-        Document {
+    match cancellation_html(order) {
+        Some(html) => Document {
+            key: cancellation_key(order.id),
+            content_type: "text/html; charset=utf-8",
+            body: html.into_bytes(),
+        },
+        None => Document {
             key: receipt_key(order.id),
             content_type: "text/html; charset=utf-8",
             body: receipt_html(&receipt).into_bytes(),
         },
-        Document {
-            key: receipt_json_key(order.id),
-            content_type: "application/json",
-            // Serializing plain data with string keys cannot fail.
-            body: serde_json::to_vec_pretty(&receipt).unwrap_or_default(),
-        },
-    ];
-    if let Some(html) = cancellation_html(order) {
-        docs.push(Document {
-            key: cancellation_key(order.id),
-            content_type: "text/html; charset=utf-8",
-            body: html.into_bytes(),
-        });
     }
-    docs
 }
 
 /// An amount in minor units written in major units, e.g. `39.98 EUR` or `1200 JPY`.
@@ -132,6 +127,13 @@ fn page(title: &str, body: &str) -> String {
 
 /// The receipt as a standalone HTML page.
 pub fn receipt_html(receipt: &Receipt) -> String {
+    page(
+        &format!("Receipt {}", receipt.order_id),
+        &receipt_section(receipt),
+    )
+}
+
+fn receipt_section(receipt: &Receipt) -> String {
     let rows: String = receipt
         .lines
         .iter()
@@ -146,7 +148,7 @@ pub fn receipt_html(receipt: &Receipt) -> String {
             )
         })
         .collect();
-    let body = format!(
+    format!(
         "<h1>Receipt</h1>\n<p>Order <code>{id}</code><br>Issued {issued}</p>\n\
          <p>{name} &lt;{email}&gt;<br>Customer {customer}</p>\n\
          <table><thead><tr><th>SKU</th><th>Item</th><th class=\"n\">Qty</th><th class=\"n\">Unit price</th><th class=\"n\">Line total</th></tr></thead>\n\
@@ -157,11 +159,10 @@ pub fn receipt_html(receipt: &Receipt) -> String {
         email = escape(&receipt.customer.email),
         customer = escape(&receipt.customer.id),
         total = format_money(receipt.total, &receipt.currency),
-    );
-    page(&format!("Receipt {}", receipt.order_id), &body)
+    )
 }
 
-/// The cancellation notice, for a cancelled order.
+/// The cancellation notice, for a cancelled order, followed by the receipt it cancels.
 pub fn cancellation_html(order: &Order) -> Option<String> {
     if order.status != OrderStatus::Cancelled {
         return None;
@@ -178,12 +179,13 @@ pub fn cancellation_html(order: &Order) -> Option<String> {
         .unwrap_or_default();
     let body = format!(
         "<h1>Order cancelled</h1>\n<p>Order <code>{}</code> placed {} by {} was cancelled on {}.</p>\n{reason}\
-         <p>Amount not charged or refunded: {}</p>",
+         <p>Amount not charged or refunded: {}</p>\n{}",
         order.id,
         rfc3339(order.created_at),
         escape(&order.customer.name),
         rfc3339(at),
         format_money(order.total, &order.currency),
+        receipt_section(&Receipt::for_order(order)),
     );
     Some(page(&format!("Cancellation {}", order.id), &body))
 }
@@ -203,20 +205,21 @@ mod tests {
     }
 
     #[test]
-    fn receipt_documents_are_the_same_for_every_version() {
+    fn every_version_before_cancellation_writes_the_same_receipt() {
         let order = sample_event().order;
         let confirmed = order
             .with_status(OrderStatus::Confirmed, now_micros(), None)
             .unwrap();
-        assert_eq!(documents(&order), documents(&confirmed));
-        let docs = documents(&order);
-        assert_eq!(docs.len(), 2);
-        let html = String::from_utf8(docs[0].body.clone()).unwrap();
+        assert_eq!(document(&order), document(&confirmed));
+        let doc = document(&order);
+        assert_eq!(doc.key, receipt_key(order.id));
+        assert_eq!(doc.content_type, "text/html; charset=utf-8");
+        let html = String::from_utf8(doc.body).unwrap();
         assert!(html.contains("7.50 EUR") && html.contains(&order.id.to_string()));
     }
 
     #[test]
-    fn cancellation_adds_a_notice_and_escapes_text() {
+    fn the_cancelled_version_writes_only_the_notice_with_the_receipt_and_escapes_text() {
         let mut order = sample_event().order;
         order.customer.name = "<script>alert(1)</script>".into();
         let cancelled = order
@@ -226,13 +229,12 @@ mod tests {
                 Some("too \"late\"".into()),
             )
             .unwrap();
-        let docs = documents(&cancelled);
-        assert_eq!(docs.len(), 3);
-        assert_eq!(docs[2].key, cancellation_key(order.id));
-        let html = String::from_utf8(docs[2].body.clone()).unwrap();
+        let doc = document(&cancelled);
+        assert_eq!(doc.key, cancellation_key(order.id));
+        let html = String::from_utf8(doc.body).unwrap();
         assert!(html.contains("too &quot;late&quot;"));
+        assert!(html.contains("<h1>Receipt</h1>") && html.contains("7.50 EUR"));
         assert!(!html.contains("<script>"));
-        let receipt = String::from_utf8(docs[0].body.clone()).unwrap();
-        assert!(receipt.contains("&lt;script&gt;"));
+        assert!(html.contains("&lt;script&gt;"));
     }
 }

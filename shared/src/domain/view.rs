@@ -2,7 +2,7 @@
 
 use super::event::OrderEvent;
 use super::order::{Order, OrderStatus};
-use super::receipt::{cancellation_key, documents, receipt_json_key, receipt_key, Document};
+use super::receipt::{cancellation_key, document, receipt_json_key, receipt_key, Document};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -18,7 +18,8 @@ pub struct OrderView {
     pub customer_id: String,
     /// The HTML receipt in the receipts bucket.
     pub receipt_key: String,
-    /// Its JSON copy.
+    /// Where the JSON copy of the receipt used to be stored; kept because the API requires
+    /// the field. No object is written there: this view carries the receipt's data.
     pub receipt_json_key: String,
     /// The cancellation notice, once the order is cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -30,11 +31,11 @@ pub struct OrderView {
     pub projected_at: OffsetDateTime,
 }
 
-/// What projecting one event produces: the view to store and the documents beside it.
+/// What projecting one event produces: the view to store and the one document beside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Projection {
     pub view: OrderView,
-    pub documents: Vec<Document>,
+    pub document: Document,
 }
 
 /// Builds the read model for an event from the snapshot it carries.
@@ -60,7 +61,7 @@ pub fn project_order(
     };
     Projection {
         view,
-        documents: documents(order),
+        document: document(order),
     }
 }
 
@@ -82,14 +83,7 @@ mod tests {
             format!("receipts/{}/receipt.html", event.order_id)
         );
         assert_eq!(p.view.cancellation_key, None);
-        let keys: Vec<_> = p.documents.iter().map(|d| d.key.as_str()).collect();
-        assert_eq!(
-            keys,
-            [
-                p.view.receipt_key.as_str(),
-                p.view.receipt_json_key.as_str()
-            ]
-        );
+        assert_eq!(p.document.key, p.view.receipt_key);
     }
 
     #[test]
@@ -122,6 +116,6 @@ mod tests {
         let event = sample_event();
         let a = project_event(&event, OffsetDateTime::now_utc());
         let b = project_event(&event, OffsetDateTime::UNIX_EPOCH);
-        assert_eq!(a.documents, b.documents);
+        assert_eq!(a.document, b.document);
     }
 }
