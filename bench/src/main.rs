@@ -8,7 +8,7 @@ use orders_bench::functions::{self, Wiring};
 use orders_bench::http::Api;
 use orders_bench::report::{Machine, Results, Settings};
 use orders_bench::system::System;
-use orders_bench::{cold_start, events, lag, latency, size, throughput};
+use orders_bench::{cold_start, events, lag, latency, managed, size, throughput};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -120,7 +120,7 @@ async fn run(options: Options) -> Result<()> {
     let mut system = System::start(&options.root, &options.bin_dir).await?;
     let result = measure(&system, &settings).await;
     system.stop().await;
-    let (cold, cold_plain, get, post, updater, lags) = result?;
+    let (cold, cold_plain, get, post, updater, lags, managed) = result?;
 
     let results = Results {
         settings,
@@ -132,6 +132,7 @@ async fn run(options: Options) -> Result<()> {
         post,
         updater,
         lags,
+        managed: Some(managed),
         elapsed: started.elapsed(),
     };
     std::fs::write(&options.out, orders_bench::report::render(&results))?;
@@ -150,6 +151,7 @@ type Measured = (
     latency::Comparison,
     throughput::Throughput,
     Vec<lag::Lag>,
+    managed::Comparison,
 );
 
 async fn measure(system: &System, settings: &Settings) -> Result<Measured> {
@@ -239,6 +241,9 @@ async fn measure(system: &System, settings: &Settings) -> Result<Measured> {
     query_fn.stop(Duration::from_millis(500)).await;
     let get = get?;
 
+    say("Managed Instances: one query process, 8 at once, vs 8 processes");
+    let managed = managed::measure(query, &region, 8, (settings.get_count / 10).max(5)).await?;
+
     say("warm latency: POST /orders vs transaction + publish");
     let raw = latency::RawCommand {
         pg: tokio::sync::Mutex::new(system.pg_client().await?),
@@ -298,5 +303,5 @@ async fn measure(system: &System, settings: &Settings) -> Result<Measured> {
         tokio::time::sleep(Duration::from_secs(3)).await;
         lags.push(lag::measure(&api, load, duration, 10, counter.clone()).await?);
     }
-    Ok((cold, plain, get, post, updater, lags))
+    Ok((cold, plain, get, post, updater, lags, managed))
 }
