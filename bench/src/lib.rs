@@ -14,6 +14,7 @@ pub mod functions;
 pub mod http;
 pub mod lag;
 pub mod latency;
+pub mod managed;
 pub mod report;
 pub mod sink;
 pub mod size;

@@ -1,14 +1,16 @@
 //! `orders-bench`: runs the benchmark suite and writes BENCHMARKS.md. Started by
 //! `scripts/bench`, which builds the release binaries first (see BENCHMARKS.md for the method).
 //!
-//! Usage: orders-bench [--quick] [--out FILE] [--bin-dir DIR] [--root DIR]
+//! Usage: orders-bench [--quick] [--out FILE] [--bin-dir DIR] [--root DIR] [--only-managed]
+//!
+//! `--only-managed` measures the Lambda Managed Instances section alone and prints it.
 
 use orders_bench::error::{BenchError, Result};
 use orders_bench::functions::{self, Wiring};
 use orders_bench::http::Api;
 use orders_bench::report::{Machine, Results, Settings};
 use orders_bench::system::System;
-use orders_bench::{cold_start, events, lag, latency, size, throughput};
+use orders_bench::{cold_start, events, lag, latency, managed, size, throughput};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 
 struct Options {
     quick: bool,
+    only_managed: bool,
     out: PathBuf,
     bin_dir: PathBuf,
     root: PathBuf,
@@ -25,6 +28,7 @@ fn parse_args() -> Result<Options> {
     let root = std::env::current_dir()?;
     let mut options = Options {
         quick: false,
+        only_managed: false,
         out: root.join("BENCHMARKS.md"),
         bin_dir: std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
@@ -41,6 +45,7 @@ fn parse_args() -> Result<Options> {
         };
         match arg.as_str() {
             "--quick" => options.quick = true,
+            "--only-managed" => options.only_managed = true,
             "--out" => options.out = value()?,
             "--bin-dir" => options.bin_dir = value()?,
             "--root" => options.root = value()?,
@@ -99,6 +104,9 @@ async fn run(options: Options) -> Result<()> {
         Settings::full()
     };
     let started = Instant::now();
+    if options.only_managed {
+        return only_managed(&options, &settings).await;
+    }
     let machine = Machine::describe(&options.root);
 
     say("binary sizes");
@@ -120,7 +128,7 @@ async fn run(options: Options) -> Result<()> {
     let mut system = System::start(&options.root, &options.bin_dir).await?;
     let result = measure(&system, &settings).await;
     system.stop().await;
-    let (cold, cold_plain, get, post, updater, lags) = result?;
+    let (cold, cold_plain, get, post, updater, lags, managed) = result?;
 
     let results = Results {
         settings,
@@ -132,6 +140,7 @@ async fn run(options: Options) -> Result<()> {
         post,
         updater,
         lags,
+        managed: Some(managed),
         elapsed: started.elapsed(),
     };
     std::fs::write(&options.out, orders_bench::report::render(&results))?;
@@ -143,6 +152,39 @@ async fn run(options: Options) -> Result<()> {
     Ok(())
 }
 
+/// The Managed Instances comparison alone, printed (the query function, runner wiring).
+async fn only_managed(options: &Options, settings: &Settings) -> Result<()> {
+    let mut system = System::start(&options.root, &options.bin_dir).await?;
+    let result = async {
+        let api = Api::new(system.api_port).with_header(
+            "authorization",
+            &format!("Bearer {}", system.staff_token()?),
+        );
+        let order_id = api.create_order(events::order_body(u64::MAX)).await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while api.get(&format!("/orders/{order_id}")).await?.status != 200 {
+            if Instant::now() > deadline {
+                return Err(BenchError::msg("the order never became readable"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let sink = orders_bench::sink::Sink::start().await?;
+        let counter = Arc::new(AtomicU64::new(0));
+        let local = functions::suite(&system, Wiring::Local, &order_id, &sink.url(), counter)?;
+        let query = local
+            .functions
+            .iter()
+            .find(|c| c.name == "query")
+            .ok_or_else(|| BenchError::msg("no query case"))?;
+        let rounds = (settings.get_count / 10).max(5);
+        managed::measure(query, &system.region(), 8, rounds).await
+    }
+    .await;
+    system.stop().await;
+    print!("{}", managed::render(&result?));
+    Ok(())
+}
+
 type Measured = (
     Vec<cold_start::ColdStart>,
     Vec<cold_start::ColdStart>,
@@ -150,6 +192,7 @@ type Measured = (
     latency::Comparison,
     throughput::Throughput,
     Vec<lag::Lag>,
+    managed::Comparison,
 );
 
 async fn measure(system: &System, settings: &Settings) -> Result<Measured> {
@@ -239,6 +282,9 @@ async fn measure(system: &System, settings: &Settings) -> Result<Measured> {
     query_fn.stop(Duration::from_millis(500)).await;
     let get = get?;
 
+    say("Managed Instances: one query process, 8 at once, vs 8 processes");
+    let managed = managed::measure(query, &region, 8, (settings.get_count / 10).max(5)).await?;
+
     say("warm latency: POST /orders vs transaction + publish");
     let raw = latency::RawCommand {
         pg: tokio::sync::Mutex::new(system.pg_client().await?),
@@ -298,5 +344,5 @@ async fn measure(system: &System, settings: &Settings) -> Result<Measured> {
         tokio::time::sleep(Duration::from_secs(3)).await;
         lags.push(lag::measure(&api, load, duration, 10, counter.clone()).await?);
     }
-    Ok((cold, plain, get, post, updater, lags))
+    Ok((cold, plain, get, post, updater, lags, managed))
 }

@@ -139,6 +139,8 @@ pub struct Results {
     pub post: Comparison,
     pub updater: Throughput,
     pub lags: Vec<Lag>,
+    /// One process serving N at once against N processes (issue #19).
+    pub managed: Option<crate::managed::Comparison>,
     pub elapsed: Duration,
 }
 
@@ -220,6 +222,9 @@ pub fn render(r: &Results) -> String {
     sizes(&mut out, r);
     cold(&mut out, r);
     warm(&mut out, r);
+    if let Some(managed) = &r.managed {
+        out.push_str(&crate::managed::render(managed));
+    }
     updater(&mut out, r);
     lag(&mut out, r);
     cost(&mut out, r);

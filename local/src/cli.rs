@@ -22,6 +22,10 @@ Options:
   --concurrency N           most execution environments (processes) per function at once, as
                             Lambda scales out under concurrent requests [env LOCAL_CONCURRENCY;
                             default 4]
+  --managed-instances       run the functions the template lists in Metadata.ManagedInstances as
+                            Lambda Managed Instances do: each process gets
+                            AWS_LAMBDA_MAX_CONCURRENCY and that many invocations at once
+                            [env LOCAL_MANAGED_INSTANCES=1]
   --template FILE           the SAM template [default <repo>/template.yaml]
   --bin-dir DIR             where the function binaries are [default <repo>/target/debug]
   --stack-name NAME         prefix of local resource names [env LOCAL_STACK_NAME; default orders-local]
@@ -54,6 +58,8 @@ pub struct Options {
     pub visibility_timeout: Option<u32>,
     /// Most execution environments per function at once.
     pub concurrency: usize,
+    /// Functions of `Metadata.ManagedInstances` run several invocations per process.
+    pub managed_instances: bool,
     pub template: PathBuf,
     pub bin_dir: PathBuf,
     pub stack_name: String,
@@ -139,6 +145,8 @@ pub fn parse(
             .map(|v| number("LOCAL_CONCURRENCY", &v))
             .transpose()?
             .unwrap_or(4),
+        managed_instances: env("LOCAL_MANAGED_INSTANCES")
+            .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true")),
         template: root.join("template.yaml"),
         bin_dir: root.join("target/debug"),
         stack_name: env("LOCAL_STACK_NAME").unwrap_or_else(|| "orders-local".into()),
@@ -154,6 +162,7 @@ pub fn parse(
             "--fresh" => options.fresh = true,
             "--real-aws" => options.real_aws = true,
             "--no-iam" => options.iam = false,
+            "--managed-instances" => options.managed_instances = true,
             "--port" => options.api_port = number("--port", &value()?)?,
             "--pg-port" => options.pg_port = number("--pg-port", &value()?)?,
             "--moto-port" => options.moto_port = number("--moto-port", &value()?)?,
@@ -331,6 +340,21 @@ mod tests {
         assert_eq!(o.visibility_timeout, None);
         assert!(!o.real_aws);
         assert_eq!(o.concurrency, 4);
+        assert!(!o.managed_instances, "Lambda unless asked");
+    }
+
+    #[test]
+    fn managed_instances() {
+        assert!(
+            run(&["--managed-instances"], &[])
+                .unwrap()
+                .managed_instances
+        );
+        assert!(
+            run(&[], &[("LOCAL_MANAGED_INSTANCES", "1")])
+                .unwrap()
+                .managed_instances
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! A burst through the whole local system, as clients would send it: 500 `POST /orders` from 16
 //! concurrent clients, some repeating an idempotency key (later, or at the same moment as
 //! another client). Exactly one order per distinct key must exist, every one of them readable
-//! through the API, and `orders-admin verify` must find no drift.
+//! through the API, and `orders-admin verify` must find no drift. It runs twice: with each
+//! function as on Lambda (one invocation per process), and with the command, query and updater
+//! as on Lambda Managed Instances (`--managed-instances`: several invocations per process).
 
 mod common;
 
@@ -143,6 +145,44 @@ fn verify(state: &std::path::Path) -> (bool, Value) {
 fn a_burst_of_500_orders_from_16_clients_converges_exactly() {
     let state = StateDir::new("burst");
     let runner = Runner::start(&state.0, Ports::free(), &[]);
+    for function in ["command", "query"] {
+        assert!(
+            runner
+                .output()
+                .lines()
+                .any(|l| l.contains(&format!("function {function} running"))
+                    && l.ends_with(", Lambda)")),
+            "{function} runs as on Lambda\n{}",
+            runner.output()
+        );
+    }
+    burst(&state, &runner);
+}
+
+#[test]
+fn a_burst_converges_exactly_with_the_functions_on_managed_instances() {
+    let state = StateDir::new("burst-managed");
+    // Two processes per function at most: the 16 clients are served concurrently only because
+    // each process takes several invocations at once.
+    let extra = ["--managed-instances", "--concurrency", "2"];
+    let runner = Runner::start(&state.0, Ports::free(), &extra);
+    for function in ["command", "query"] {
+        assert!(
+            runner
+                .output()
+                .lines()
+                .any(|l| l.contains(&format!("function {function} running"))
+                    && l.contains("Managed Instances, ")
+                    && l.ends_with(" invocations per process)")),
+            "{function} runs as on Managed Instances\n{}",
+            runner.output()
+        );
+    }
+    burst(&state, &runner);
+}
+
+/// Sends the burst through `runner` and checks that it converges exactly.
+fn burst(state: &StateDir, runner: &Runner) {
     let base = runner.base.clone();
     let run = format!("{:x}", std::process::id());
     let agent = agent();

@@ -61,6 +61,11 @@ async fn events_go_out_with_the_documented_headers_and_environment() {
     assert_eq!(env["AWS_REGION"], "eu-west-1");
     assert_eq!(env["MY_SETTING"], "42");
     assert_eq!(
+        env["AWS_LAMBDA_MAX_CONCURRENCY"],
+        Value::Null,
+        "set on Managed Instances only"
+    );
+    assert_eq!(
         env["HOME"],
         Value::Null,
         "the runner's own environment is not passed on"
@@ -197,4 +202,65 @@ async fn concurrent_invocations_scale_out_to_the_concurrency_and_no_further() {
     assert!(pids.contains(&body["pid"].as_u64().unwrap()));
     function.stop(Duration::from_secs(2)).await;
     assert!(function.pids().is_empty());
+}
+
+#[tokio::test]
+async fn on_managed_instances_one_process_serves_concurrent_invocations() {
+    let fake = Fake::new();
+    let function = Function::managed(
+        fake::spec(&fake.program(), Duration::from_secs(300), "normal"),
+        1,
+        4,
+    );
+    assert_eq!((function.concurrency(), function.per_environment()), (1, 4));
+    // Each invocation returns only once all four are inside the process at once (a barrier in
+    // the fake): they can only succeed if the emulator hands out four events concurrently.
+    let calls = (0..4).map(|_| call(&function, json!({"action": "rendezvous", "parties": 4})));
+    let results = futures::future::join_all(calls).await;
+    let mut pids = std::collections::BTreeSet::new();
+    let mut request_ids = std::collections::BTreeSet::new();
+    let mut cold_starts = 0;
+    for result in results {
+        let (body, init) = result.expect("every invocation is answered");
+        pids.insert(body["pid"].as_u64().expect("pid"));
+        request_ids.insert(body["headers"]["lambda-runtime-aws-request-id"].to_string());
+        assert_eq!(body["env"]["AWS_LAMBDA_MAX_CONCURRENCY"], "4");
+        cold_starts += usize::from(init.is_some());
+    }
+    assert_eq!(pids.len(), 1, "one process served them all: {pids:?}");
+    assert_eq!(
+        request_ids.len(),
+        4,
+        "each response matched its own request"
+    );
+    assert_eq!(cold_starts, 1);
+    assert_eq!(
+        function.pids(),
+        pids.iter().map(|&p| p as u32).collect::<Vec<_>>()
+    );
+    function.stop(Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn on_managed_instances_a_timeout_fails_that_invocation_alone() {
+    let fake = Fake::new();
+    let function = Function::managed(
+        fake::spec(&fake.program(), Duration::from_secs(2), "normal"),
+        1,
+        2,
+    );
+    let (first, _) = call(&function, json!({})).await.unwrap();
+    let pid = first["pid"].as_u64().unwrap();
+    let stuck = call(&function, json!({"action": "sleep", "seconds": 600}));
+    let after = async {
+        // The other worker keeps answering while one invocation hangs.
+        call(&function, json!({})).await
+    };
+    let (stuck, other) = tokio::join!(stuck, after);
+    assert!(matches!(stuck, Err(InvokeError::Timeout(_))), "{stuck:?}");
+    assert_eq!(other.unwrap().0["pid"].as_u64(), Some(pid));
+    // Unlike on Lambda, the environment is not replaced after the timeout.
+    let (again, init) = call(&function, json!({})).await.unwrap();
+    assert_eq!((again["pid"].as_u64(), init), (Some(pid), None));
+    function.stop(Duration::from_secs(2)).await;
 }

@@ -46,6 +46,26 @@ class Check:
     def logical(self, value):
         return self.r.logical.get(value)
 
+    def function_of(self, value):
+        """The function a FunctionName names: itself, or the function of an alias of it."""
+        lid = self.logical(value)
+        if lid in self.resources_of("AWS::Lambda::Alias"):
+            return self.logical(self.props(lid).get("FunctionName"))
+        return lid
+
+    def network_of(self, props):
+        """(VpcConfig, on Managed Instances): the function's own VpcConfig, or on Lambda Managed
+        Instances that of its capacity provider, whose instances run it."""
+        config = (props.get("CapacityProviderConfig") or {}).get(
+            "LambdaManagedInstancesCapacityProviderConfig") or {}
+        arn = str(config.get("CapacityProviderArn", ""))
+        if not arn:
+            return props.get("VpcConfig") or {}, False
+        provider = self.logical(arn.rsplit(":capacity-provider:", 1)[-1]) or self.logical(arn)
+        if provider not in self.resources_of("AWS::Lambda::CapacityProvider"):
+            raise Unresolvable(f"CapacityProviderArn {arn}: not a capacity provider of this template")
+        return self.props(provider).get("VpcConfig") or {}, True
+
     # -- what a function needs ------------------------------------------------------------
     def needed(self, fid, spec, env):
         """(action, resource ARN, why) for each call whose condition holds, plus the actions the
@@ -60,7 +80,7 @@ class Check:
                 needs.append((call["action"], arn, ", ".join(call["operations"]) or "signed token"))
         for mid, mapping in self.resources_of("AWS::Lambda::EventSourceMapping").items():
             props = self.props(mid)
-            if self.logical(props.get("FunctionName")) != fid:
+            if self.function_of(props.get("FunctionName")) != fid:
                 continue
             source = str(props.get("EventSourceArn", ""))
             if ":sqs:" in source:
@@ -310,7 +330,7 @@ class Check:
         return Role("endpoint", statements, []).allows(action, arn)
 
     def check_network(self, fid, props, spec, env, needs):
-        vpc = props.get("VpcConfig") or {}
+        vpc, managed = self.network_of(props)
         subnets = [self.logical(s) for s in vpc.get("SubnetIds", [])]
         groups = [self.logical(g) for g in vpc.get("SecurityGroupIds", [])]
         db_calls = [c for c in spec["calls"] if c["resource"]["kind"] == "dbUser"
@@ -323,7 +343,7 @@ class Check:
                     "Proxy is reachable only from inside its VPC"
                 )
             return
-        if not uses_db:
+        if not uses_db and not managed:
             self.finding(
                 f"{fid}: sits in a VPC (VpcConfig) but its code reaches nothing there (no "
                 "database); outside the VPC it needs no endpoints or NAT (remove VpcConfig)"

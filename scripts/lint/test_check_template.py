@@ -221,3 +221,51 @@ class PlantedDefects(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def variant_findings(edit=None):
+    """Findings for the Managed Instances variant of template.yaml (scripts/managed-template),
+    after `edit(variant)` if given."""
+    import json
+
+    from expand import load
+    from managed import managed_variant
+
+    variant = managed_variant(load(TEMPLATE))
+    if edit:
+        edit(variant)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "template-managed.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(variant, f)
+        return findings_for(path)
+
+
+class ManagedInstancesVariant(unittest.TestCase):
+    def test_the_variant_is_clean(self):
+        self.assertEqual(variant_findings(), [])
+
+    def test_functions_on_instances_need_routes_from_the_capacity_providers_subnets(self):
+        def without_dynamodb_endpoint(variant):
+            del variant["Resources"]["DynamoDbGatewayEndpoint"]
+
+        findings = variant_findings(without_dynamodb_endpoint)
+        for function in ("QueryFunction", "UpdaterFunction"):
+            self.assertTrue(
+                any(f.startswith(f"{function}: calls dynamodb:") and "no route to dynamodb" in f
+                    for f in findings),
+                findings,
+            )
+
+    def test_the_command_on_instances_reaches_the_proxy_only_through_its_security_group(self):
+        def capacity_provider_without_security_group(variant):
+            provider = variant["Resources"]["ManagedInstancesCapacityProvider"]
+            provider["Properties"]["VpcConfig"]["SecurityGroupIds"] = [
+                {"Fn::GetAtt": ["EndpointSecurityGroup", "GroupId"]}
+            ]
+
+        findings = variant_findings(capacity_provider_without_security_group)
+        self.assertTrue(
+            any(f.startswith("CommandFunction: connects to the RDS Proxy") for f in findings),
+            findings,
+        )

@@ -56,6 +56,10 @@ pub mod vars {
     pub const LOG_LEVEL: &str = "LOG_LEVEL";
     pub const STAGE: &str = "STAGE";
     pub const METRICS_NAMESPACE: &str = "METRICS_NAMESPACE";
+    /// Set by Lambda itself, never by the template: how many invocations one execution
+    /// environment runs at once on Lambda Managed Instances (the capacity provider
+    /// configuration's `PerExecutionEnvironmentMaxConcurrency`); unset on Lambda (one).
+    pub const AWS_LAMBDA_MAX_CONCURRENCY: &str = "AWS_LAMBDA_MAX_CONCURRENCY";
 
     /// Where and as whom to connect to PostgreSQL ([`super::DbConfig`]): what a local runner
     /// replaces with its own database. The password comes from `DB_AUTH=iam`, `DB_SECRET_ARN`
@@ -280,7 +284,7 @@ impl DbConfig {
             password,
             sslmode,
             ca_file: optional(vars::DB_CA_FILE),
-            pool_size: parsed(vars::DB_POOL_SIZE, 2)?,
+            pool_size: parsed(vars::DB_POOL_SIZE, default_pool_size(max_concurrency()))?,
             connect_timeout: millis(vars::DB_CONNECT_TIMEOUT_MS, 3000)?,
             statement_timeout: millis(vars::DB_STATEMENT_TIMEOUT_MS, 5000)?,
         })
@@ -441,6 +445,23 @@ pub fn access_policy() -> AccessPolicy {
     }
 }
 
+/// How many invocations this process runs at once: `AWS_LAMBDA_MAX_CONCURRENCY` when it is a
+/// positive integer (Lambda Managed Instances), else 1, as `lambda_runtime::run_concurrent`
+/// reads it.
+pub fn max_concurrency() -> usize {
+    optional(vars::AWS_LAMBDA_MAX_CONCURRENCY)
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|&n| n > 0)
+        .map_or(1, |n| n as usize)
+}
+
+/// The PostgreSQL pool size when `DB_POOL_SIZE` is unset: one connection per concurrent
+/// invocation (each holds one for its transaction), and never fewer than 2 (one spare for a
+/// connection being replaced).
+pub fn default_pool_size(max_concurrency: usize) -> usize {
+    max_concurrency.max(2)
+}
+
 /// The log filter: `LOG_LEVEL`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else `info`.
 pub fn log_level() -> String {
     optional(vars::LOG_LEVEL)
@@ -452,7 +473,16 @@ pub fn log_level() -> String {
 #[cfg(test)]
 mod tests {
     use super::vars::*;
-    use super::{cursor_key, db_password, DbPassword, SslMode, DEVELOPMENT_CURSOR_KEY};
+    use super::{
+        cursor_key, db_password, default_pool_size, DbPassword, SslMode, DEVELOPMENT_CURSOR_KEY,
+    };
+
+    #[test]
+    fn the_default_pool_holds_a_connection_per_concurrent_invocation() {
+        assert_eq!(default_pool_size(1), 2, "Lambda: one at a time, one spare");
+        assert_eq!(default_pool_size(2), 2);
+        assert_eq!(default_pool_size(16), 16, "Managed Instances, 16 at once");
+    }
 
     #[test]
     fn only_a_local_stage_may_sign_cursors_with_the_development_key() {

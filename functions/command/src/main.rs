@@ -1,10 +1,12 @@
-//! The command function: wires the pool and clients once, then serves requests.
+//! The command function: wires the pool and clients once, then serves requests, several at
+//! once when `AWS_LAMBDA_MAX_CONCURRENCY` > 1 (Lambda Managed Instances), else one at a time.
 
 use command::CommandApp;
 use lambda_http::{service_fn, Error, Request};
 use orders::config::CommandConfig;
 use orders::postgres::OrderStore;
 use orders::sns::EventPublisher;
+use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -18,9 +20,11 @@ async fn main() -> Result<(), Error> {
         config.idempotency_ttl,
     )
     .with_access(config.access);
-    let app = &app;
-    lambda_http::run(service_fn(move |request: Request| async move {
-        Ok::<_, Error>(app.handle(request).await)
+    // One app shared by every concurrent invocation (Managed Instances run several at once).
+    let app = Arc::new(app);
+    lambda_http::run_concurrent(service_fn(move |request: Request| {
+        let app = app.clone();
+        async move { Ok::<_, Error>(app.handle(request).await) }
     }))
     .await
 }

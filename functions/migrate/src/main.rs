@@ -352,10 +352,11 @@ async fn main() -> Result<(), Error> {
         aws: orders::aws::load(orders::aws::SdkBudget::WRITE).await,
     };
     let responder = Https::new();
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+    let state = Arc::new((migrator, responder));
+    lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Value>| {
         let left = time_left(event.context.deadline);
-        let (migrator, responder) = (&migrator, &responder);
-        async move { handle(event.payload, left, migrator, responder).await }
+        let state = state.clone();
+        async move { handle(event.payload, left, &state.0, &state.1).await }
     }))
     .await
 }

@@ -1,10 +1,12 @@
-//! The query function: wires the DynamoDB and S3 clients once, then serves requests.
+//! The query function: wires the DynamoDB and S3 clients once, then serves requests, several at
+//! once when `AWS_LAMBDA_MAX_CONCURRENCY` > 1 (Lambda Managed Instances), else one at a time.
 
 use lambda_http::{service_fn, Error, Request};
 use orders::config::QueryConfig;
 use orders::dynamodb::OrderViewStore;
 use orders::s3::ReceiptStore;
 use query::QueryApp;
+use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -18,9 +20,11 @@ async fn main() -> Result<(), Error> {
         config.cursor_key,
     )
     .with_access(config.access);
-    let app = &app;
-    lambda_http::run(service_fn(move |request: Request| async move {
-        Ok::<_, Error>(app.handle(request).await)
+    // One app shared by every concurrent invocation (Managed Instances run several at once).
+    let app = Arc::new(app);
+    lambda_http::run_concurrent(service_fn(move |request: Request| {
+        let app = app.clone();
+        async move { Ok::<_, Error>(app.handle(request).await) }
     }))
     .await
 }

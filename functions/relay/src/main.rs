@@ -6,6 +6,7 @@ use orders::config::RelayConfig;
 use orders::relay::RelaySettings;
 use orders::sns::EventPublisher;
 use relay::Relay;
+use std::sync::Arc;
 use tracing::Instrument;
 
 #[tokio::main]
@@ -20,13 +21,15 @@ async fn main() -> Result<(), Error> {
         EventPublisher::new(&aws, config.topic_arn, config.publish_timeout),
         settings,
     );
-    let relay = &relay;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<serde_json::Value>| async move {
+    // Shared by concurrent invocations on Managed Instances (AWS_LAMBDA_MAX_CONCURRENCY > 1).
+    let relay = Arc::new(relay);
+    lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let relay = relay.clone();
+        async move {
             let span = orders::telemetry::invocation_span(&event.context.request_id);
             let report = relay.handle(event.payload).instrument(span).await?;
             Ok::<_, Error>(serde_json::to_value(&report)?)
-        },
-    ))
+        }
+    }))
     .await
 }

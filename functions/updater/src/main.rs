@@ -6,6 +6,7 @@ use orders::config::UpdaterConfig;
 use orders::dynamodb::OrderViewStore;
 use orders::projection::ReadModel;
 use orders::s3::ReceiptStore;
+use std::sync::Arc;
 use tracing::Instrument;
 use updater::Projector;
 
@@ -19,10 +20,15 @@ async fn main() -> Result<(), Error> {
         ReceiptStore::new(&aws, config.bucket),
     );
     let projector = Projector::new(read_model, config.concurrency);
-    let projector = &projector;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let span = orders::telemetry::invocation_span(&event.context.request_id);
-        Ok::<_, Error>(projector.handle(event.payload).instrument(span).await?)
+    // Shared by concurrent invocations on Managed Instances (AWS_LAMBDA_MAX_CONCURRENCY > 1):
+    // each batch still projects up to PROJECTION_CONCURRENCY orders at once.
+    let projector = Arc::new(projector);
+    lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let projector = projector.clone();
+        async move {
+            let span = orders::telemetry::invocation_span(&event.context.request_id);
+            Ok::<_, Error>(projector.handle(event.payload).instrument(span).await?)
+        }
     }))
     .await
 }

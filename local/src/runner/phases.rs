@@ -18,7 +18,7 @@ use crate::runtime_api::{Function, FunctionSpec};
 use crate::sqs_source::SqsSource;
 use crate::template::{FunctionDef, Physical, Resolver, RouteAuth};
 use aws_config::SdkConfig;
-use orders::config::{DbConfig, DbPassword};
+use orders::config::{vars, DbConfig, DbPassword};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -363,7 +363,7 @@ pub(super) async fn start_functions(
     let mut specs = Vec::new();
     let mut overridden = std::collections::BTreeSet::new();
     for (def, program) in to_run {
-        let (env, from_caller) = function_env(
+        let (mut env, from_caller) = function_env(
             def,
             context.resolver,
             context.db,
@@ -371,20 +371,28 @@ pub(super) async fn start_functions(
             &context.provisioned.secret_values,
             context.sessions.get(&def.binary),
         );
+        let per_environment = per_environment(options, def);
+        if per_environment > 1 && !from_caller.iter().any(|v| v == vars::DB_POOL_SIZE) {
+            // As scripts/managed-template: the pool defaults to the concurrency.
+            env.retain(|(name, _)| name != vars::DB_POOL_SIZE);
+        }
         overridden.extend(from_caller);
-        specs.push(FunctionSpec {
-            name: def.binary.clone(),
-            function_name: format!("{}-{}", options.stack_name, def.binary),
-            program: program.clone(),
-            env,
-            timeout: def.timeout,
-            init_timeout: Duration::from_secs(30),
-            memory_mb: def.memory_mb,
-            region: context.region.to_string(),
-            account_id: ACCOUNT_ID.into(),
-            show_output: true,
-            report: false,
-        });
+        specs.push((
+            per_environment,
+            FunctionSpec {
+                name: def.binary.clone(),
+                function_name: format!("{}-{}", options.stack_name, def.binary),
+                program: program.clone(),
+                env,
+                timeout: def.timeout,
+                init_timeout: Duration::from_secs(30),
+                memory_mb: def.memory_mb,
+                region: context.region.to_string(),
+                account_id: ACCOUNT_ID.into(),
+                show_output: true,
+                report: false,
+            },
+        ));
     }
     if !overridden.is_empty() {
         say(format!(
@@ -393,10 +401,11 @@ pub(super) async fn start_functions(
         ));
     }
     let env_file = options.state_dir.join("cargo-lambda.env");
+    let (per_environment, specs): (Vec<usize>, Vec<FunctionSpec>) = specs.into_iter().unzip();
     write_env_file(&env_file, &specs, context.region, context.admin)?;
     let mut functions = Vec::new();
-    for spec in specs {
-        let function = Function::with_concurrency(spec, options.concurrency);
+    for (spec, per_environment) in specs.into_iter().zip(per_environment) {
+        let function = Function::managed(spec, options.concurrency, per_environment);
         stack
             .functions
             .lock()
@@ -406,8 +415,12 @@ pub(super) async fn start_functions(
             .start()
             .await
             .map_err(|e| format!("function {}: {e}", function.name()))?;
+        let mode = match function.per_environment() {
+            1 => "Lambda".to_string(),
+            n => format!("Managed Instances, {n} invocations per process"),
+        };
         say(format!(
-            "function {} running ({}, pid {}, init {} ms)",
+            "function {} running ({}, pid {}, init {} ms, {mode})",
             function.name(),
             relative(&function.spec().program, &options.root),
             function.pid().unwrap_or_default(),
@@ -468,6 +481,7 @@ pub(super) fn health_report(
                         "pid": pid,
                         "pids": f.pids(),
                         "concurrency": f.concurrency(),
+                        "perEnvironment": f.per_environment(),
                     }),
                     None => json!({"state": "stopped (next invocation cold-starts)"}),
                 };
@@ -493,6 +507,15 @@ pub(super) fn health_report(
             }
         })
     })
+}
+
+/// Invocations one process of `def` runs at once: its Managed Instances concurrency under
+/// `--managed-instances`, else 1 (Lambda).
+fn per_environment(options: &Options, def: &FunctionDef) -> usize {
+    match (options.managed_instances, def.managed_concurrency) {
+        (true, Some(n)) => n.max(1),
+        _ => 1,
+    }
 }
 
 /// The lines that say where the logs are and how to try the API.

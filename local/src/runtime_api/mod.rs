@@ -13,16 +13,24 @@
 //! measured from spawn to the first `next` request) and replaced after a timeout or a crash:
 //! the invocation in flight fails and the next one cold-starts a new process.
 //!
+//! On Lambda Managed Instances ([`Function::managed`]) an environment gets
+//! `AWS_LAMBDA_MAX_CONCURRENCY=N` and up to N invocations at once: its runtime keeps several
+//! `next` requests outstanding, each is handed its own event, and responses are matched by
+//! request id. As there, a timed-out invocation fails alone (the environment and the other
+//! invocations in it keep running); a crash fails every invocation in flight.
+//!
 //! Nothing here knows about the rest of the runner, so benchmarks can use [`Function`] alone.
 
+mod env;
 mod server;
 
 use crate::output;
 use crate::process::{self, Supervised};
 use bytes::Bytes;
+use env::{lambda_env, trace_id};
 use server::{serve, Api, Next};
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -134,6 +142,8 @@ pub struct Function {
 
 struct Inner {
     spec: FunctionSpec,
+    /// Invocations one environment runs at once (1 on Lambda, N on Managed Instances).
+    per_environment: usize,
     slots: Vec<Slot>,
     /// One permit per slot: invocations beyond the concurrency wait here.
     capacity: tokio::sync::Semaphore,
@@ -141,14 +151,24 @@ struct Inner {
 }
 
 /// The place of one execution environment.
-#[derive(Default)]
 struct Slot {
-    /// Held for a whole invocation (and a cold start).
-    turn: tokio::sync::Mutex<()>,
+    /// One permit per invocation the environment may run at once, held for the whole
+    /// invocation; all of them to stop it.
+    turn: tokio::sync::Semaphore,
+    /// Held while a process starts, so that invocations sharing the slot wait for its init.
+    starting: tokio::sync::Mutex<()>,
     current: Mutex<Option<Arc<Environment>>>,
 }
 
 impl Slot {
+    fn new(per_environment: usize) -> Self {
+        Self {
+            turn: tokio::sync::Semaphore::new(per_environment),
+            starting: tokio::sync::Mutex::new(()),
+            current: Mutex::new(None),
+        }
+    }
+
     fn live(&self) -> Option<Arc<Environment>> {
         self.current
             .lock()
@@ -174,15 +194,30 @@ impl Function {
 
     /// A function with up to `concurrency` (at least 1) execution environments at once.
     pub fn with_concurrency(spec: FunctionSpec, concurrency: usize) -> Self {
-        let concurrency = concurrency.max(1);
+        Self::managed(spec, concurrency, 1)
+    }
+
+    /// A function on Lambda Managed Instances: up to `environments` processes, each given
+    /// `AWS_LAMBDA_MAX_CONCURRENCY=per_environment` and that many invocations at once
+    /// (`per_environment` 1 is plain Lambda). Invocations fill a warm environment first.
+    pub fn managed(spec: FunctionSpec, environments: usize, per_environment: usize) -> Self {
+        let (environments, per_environment) = (environments.max(1), per_environment.max(1));
         Self {
             inner: Arc::new(Inner {
                 spec,
-                slots: (0..concurrency).map(|_| Slot::default()).collect(),
-                capacity: tokio::sync::Semaphore::new(concurrency),
+                per_environment,
+                slots: (0..environments)
+                    .map(|_| Slot::new(per_environment))
+                    .collect(),
+                capacity: tokio::sync::Semaphore::new(environments * per_environment),
                 stopped: AtomicBool::new(false),
             }),
         }
+    }
+
+    /// Invocations one environment runs at once (`AWS_LAMBDA_MAX_CONCURRENCY`; 1 on Lambda).
+    pub fn per_environment(&self) -> usize {
+        self.inner.per_environment
     }
 
     pub fn spec(&self) -> &FunctionSpec {
@@ -193,7 +228,7 @@ impl Function {
         &self.inner.spec.name
     }
 
-    /// The most execution environments it runs at once.
+    /// The most execution environments (processes) it runs at once.
     pub fn concurrency(&self) -> usize {
         self.inner.slots.len()
     }
@@ -216,19 +251,33 @@ impl Function {
     /// duration when it started one.
     pub async fn start(&self) -> Result<Option<Duration>, InvokeError> {
         let slot = &self.inner.slots[0];
-        let _turn = slot.turn.lock().await;
+        let Ok(_turn) = slot.turn.acquire().await else {
+            return Err(InvokeError::Stopped);
+        };
+        self.ready_environment(slot).await.map(|(_, init)| init)
+    }
+
+    /// The slot's running environment, started now (with its init duration) if there is none.
+    async fn ready_environment(
+        &self,
+        slot: &Slot,
+    ) -> Result<(Arc<Environment>, Option<Duration>), InvokeError> {
+        let _starting = slot.starting.lock().await;
         if self.inner.stopped.load(Ordering::SeqCst) {
             return Err(InvokeError::Stopped);
         }
-        if slot.live().is_some() {
-            return Ok(None);
+        match slot.live() {
+            Some(env) => Ok((env, None)),
+            None => {
+                let (env, init) = self.cold_start(slot).await?;
+                Ok((env, Some(init)))
+            }
         }
-        self.cold_start(slot).await.map(|(_, init)| Some(init))
     }
 
     async fn cold_start(&self, slot: &Slot) -> Result<(Arc<Environment>, Duration), InvokeError> {
         let spec = &self.inner.spec;
-        let env = Arc::new(Environment::spawn(spec).await?);
+        let env = Arc::new(Environment::spawn(spec, self.inner.per_environment).await?);
         *slot.current.lock().expect("current lock") = Some(env.clone());
         match env.wait_ready(spec.init_timeout).await {
             Ok(init) => Ok((env, init)),
@@ -239,19 +288,24 @@ impl Function {
         }
     }
 
-    /// Takes the turn of a free slot: one with a warm environment if there is one.
-    async fn free_slot(&self) -> (&Slot, tokio::sync::MutexGuard<'_, ()>) {
+    /// Takes a turn in a free slot: one with a warm environment if there is one.
+    async fn free_slot(&self) -> Result<(&Slot, tokio::sync::SemaphorePermit<'_>), InvokeError> {
         let slots = &self.inner.slots;
         let warm = slots.iter().filter(|s| s.live().is_some());
         let cold = slots.iter().filter(|s| s.live().is_none());
         for slot in warm.chain(cold) {
-            if let Ok(turn) = slot.turn.try_lock() {
-                return (slot, turn);
+            if let Ok(turn) = slot.turn.try_acquire() {
+                return Ok((slot, turn));
             }
         }
         // Every slot is held although a permit was free: a start or reset holds one briefly.
         let slot = &slots[0];
-        (slot, slot.turn.lock().await)
+        let turn = slot
+            .turn
+            .acquire()
+            .await
+            .map_err(|_| InvokeError::Stopped)?;
+        Ok((slot, turn))
     }
 
     /// Invokes the function with `payload` (the event JSON) and waits for its answer.
@@ -265,18 +319,9 @@ impl Function {
         let Ok(_permit) = self.inner.capacity.acquire().await else {
             return Err(InvokeError::Stopped);
         };
-        let (slot, _turn) = self.free_slot().await;
-        if self.inner.stopped.load(Ordering::SeqCst) {
-            return Err(InvokeError::Stopped);
-        }
+        let (slot, _turn) = self.free_slot().await?;
         let spec = &self.inner.spec;
-        let (env, init) = match slot.live() {
-            Some(env) => (env, None),
-            None => {
-                let (env, init) = self.cold_start(slot).await?;
-                (env, Some(init))
-            }
-        };
+        let (env, init) = self.ready_environment(slot).await?;
         let request_id = uuid::Uuid::new_v4().to_string();
         let deadline = SystemTime::now() + spec.timeout;
         let deadline_ms = deadline
@@ -338,8 +383,14 @@ impl Function {
                 duration,
             }),
             Err(error) => {
-                if matches!(error, InvokeError::Timeout(_) | InvokeError::Crashed(_)) {
-                    // Like Lambda, a timed-out or crashed environment is not reused.
+                // Like Lambda, a timed-out or crashed environment is not reused; on Managed
+                // Instances a timeout fails that invocation alone.
+                let fatal = match error {
+                    InvokeError::Crashed(_) => true,
+                    InvokeError::Timeout(_) => self.inner.per_environment == 1,
+                    _ => false,
+                };
+                if fatal {
                     discard(slot, &env).await;
                     if spec.show_output && !self.inner.stopped.load(Ordering::SeqCst) {
                         output::prefixed(
@@ -370,8 +421,9 @@ impl Function {
 
     /// Stops every running process (the next invocation cold-starts).
     pub async fn reset(&self) {
+        let all = u32::try_from(self.inner.per_environment).unwrap_or(u32::MAX);
         for slot in &self.inner.slots {
-            let _turn = slot.turn.lock().await;
+            let _turn = slot.turn.acquire_many(all).await;
             slot.stop(Duration::from_secs(2)).await;
         }
     }
@@ -381,6 +433,9 @@ impl Function {
     pub async fn stop(&self, grace: Duration) {
         self.inner.stopped.store(true, Ordering::SeqCst);
         self.inner.capacity.close();
+        for slot in &self.inner.slots {
+            slot.turn.close();
+        }
         futures::future::join_all(self.inner.slots.iter().map(|slot| slot.stop(grace))).await;
     }
 }
@@ -415,21 +470,6 @@ async fn wait_exit(exit: &mut watch::Receiver<Option<String>>) -> String {
     }
 }
 
-/// `Root=1-<epoch hex>-<96 bits>;Parent=<64 bits>;Sampled=0`, as X-Ray formats trace ids.
-fn trace_id() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    let a = uuid::Uuid::new_v4().simple().to_string();
-    let b = uuid::Uuid::new_v4().simple().to_string();
-    format!(
-        "Root=1-{now:08x}-{};Parent={};Sampled=0",
-        &a[..24],
-        &b[..16]
-    )
-}
-
 /// One execution environment: a process and the Runtime API it talks to.
 struct Environment {
     process: Supervised,
@@ -445,7 +485,7 @@ impl Drop for Environment {
 }
 
 impl Environment {
-    async fn spawn(spec: &FunctionSpec) -> Result<Self, InvokeError> {
+    async fn spawn(spec: &FunctionSpec, per_environment: usize) -> Result<Self, InvokeError> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .map_err(|e| {
@@ -470,7 +510,7 @@ impl Environment {
         let mut command = tokio::process::Command::new(&spec.program);
         command
             .env_clear()
-            .envs(lambda_env(spec, addr))
+            .envs(lambda_env(spec, addr, per_environment))
             .stdin(Stdio::null())
             .stdout(if spec.show_output {
                 Stdio::piped()
@@ -531,54 +571,4 @@ impl Environment {
             ))),
         }
     }
-}
-
-/// The environment Lambda gives a `provided.al2023` function, for this process.
-fn lambda_env(spec: &FunctionSpec, runtime_api: SocketAddr) -> Vec<(String, String)> {
-    let task_root = spec
-        .program
-        .parent()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    let date = time::OffsetDateTime::now_utc().date();
-    let stream = format!(
-        "{:04}/{:02}/{:02}/[$LATEST]{}",
-        date.year(),
-        u8::from(date.month()),
-        date.day(),
-        uuid::Uuid::new_v4().simple()
-    );
-    let mut env: Vec<(String, String)> = vec![
-        ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
-        ("LANG".into(), "en_US.UTF-8".into()),
-        ("TZ".into(), ":UTC".into()),
-        ("AWS_REGION".into(), spec.region.clone()),
-        ("AWS_DEFAULT_REGION".into(), spec.region.clone()),
-    ];
-    if let Ok(backtrace) = std::env::var("RUST_BACKTRACE") {
-        env.push(("RUST_BACKTRACE".into(), backtrace));
-    }
-    env.extend(spec.env.iter().cloned());
-    env.extend([
-        ("AWS_LAMBDA_RUNTIME_API".into(), runtime_api.to_string()),
-        (
-            "AWS_LAMBDA_FUNCTION_NAME".into(),
-            spec.function_name.clone(),
-        ),
-        ("AWS_LAMBDA_FUNCTION_VERSION".into(), "$LATEST".into()),
-        (
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(),
-            spec.memory_mb.to_string(),
-        ),
-        (
-            "AWS_LAMBDA_LOG_GROUP_NAME".into(),
-            format!("/aws/lambda/{}", spec.function_name),
-        ),
-        ("AWS_LAMBDA_LOG_STREAM_NAME".into(), stream),
-        ("AWS_LAMBDA_INITIALIZATION_TYPE".into(), "on-demand".into()),
-        ("LAMBDA_TASK_ROOT".into(), task_root.clone()),
-        ("LAMBDA_RUNTIME_DIR".into(), task_root),
-        ("_HANDLER".into(), "bootstrap".into()),
-    ]);
-    env
 }

@@ -154,6 +154,9 @@ pub struct FunctionDef {
     /// `AWS_LAMBDA_LOG_FORMAT` / `AWS_LAMBDA_LOG_LEVEL`.
     pub log_format: Option<String>,
     pub log_level: Option<String>,
+    /// Invocations per execution environment on Lambda Managed Instances
+    /// (`Metadata.ManagedInstances.Functions` of the template; scripts/managed-template).
+    pub managed_concurrency: Option<usize>,
     pub routes: Vec<RouteDef>,
     pub schedules: Vec<ScheduleDef>,
     pub sqs: Vec<SqsMappingDef>,
@@ -277,6 +280,9 @@ impl Template {
                 env,
                 log_format: logging("LogFormat"),
                 log_level: logging("ApplicationLogLevel"),
+                managed_concurrency: self.root["Metadata"]["ManagedInstances"]["Functions"][id]
+                    .as_u64()
+                    .map(|n| n as usize),
                 routes: Vec::new(),
                 schedules: Vec::new(),
                 sqs: Vec::new(),

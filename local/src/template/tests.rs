@@ -4,6 +4,9 @@ use super::*;
 
 const SAMPLE: &str = r#"
 Transform: AWS::Serverless-2016-10-31
+Metadata:
+  ManagedInstances:
+    Functions: {Api: 8}
 Parameters:
   Stage: {Type: String, Default: dev}
   AlarmEmail: {Type: String, Default: ""}
@@ -73,6 +76,20 @@ fn short_form_tags_become_long_form() {
         t.root["Conditions"]["HasAlarmEmail"],
         json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]})
     );
+}
+
+#[test]
+fn managed_instances_concurrency_comes_from_the_template_metadata() {
+    let t = Template::parse(SAMPLE).unwrap();
+    let functions = t.functions().unwrap();
+    let of = |id: &str| {
+        functions
+            .iter()
+            .find(|f| f.logical_id == id)
+            .unwrap()
+            .managed_concurrency
+    };
+    assert_eq!((of("Api"), of("Worker")), (Some(8), None));
 }
 
 #[test]

@@ -139,6 +139,8 @@ impl Runner {
             "LOCAL_REAL_AWS",
             "LOCAL_STATE_DIR",
             "LOCAL_NO_IAM",
+            "LOCAL_MANAGED_INSTANCES",
+            "LOCAL_CONCURRENCY",
         ] {
             command.env_remove(name);
         }
