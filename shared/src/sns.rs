@@ -218,7 +218,7 @@ impl EventPublisher {
             .publish()
             .topic_arn(&self.topic_arn)
             .message(serde_json::to_string(heartbeat)?)
-            .message_attributes("eventType", attribute(&heartbeat.event_type)?)
+            .message_attributes("eventType", attribute(STRING_TYPE, &heartbeat.event_type)?)
             .send();
         match tokio::time::timeout(self.timeout, request).await {
             Err(_) => Err(PublishError::Timeout(self.timeout)),

@@ -315,7 +315,6 @@ mod tests {
             "updatedAt": "2026-01-01T00:00:00.000000Z",
             "history": [],
             "receiptKey": "r",
-            "receiptJsonKey": "r.json",
             "lastEventId": uuid::Uuid::nil().to_string(),
             "projectedAt": "2026-01-01T00:00:00.000000Z",
         }))

@@ -253,7 +253,6 @@ fn resource_names_match_the_code() {
     let id = crate::OrderId::new();
     for key in [
         crate::domain::receipt::receipt_key(id),
-        crate::domain::receipt::receipt_json_key(id),
         crate::domain::receipt::cancellation_key(id),
     ] {
         assert!(key.starts_with(RECEIPTS_PREFIX), "{key}");

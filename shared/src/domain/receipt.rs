@@ -34,12 +34,6 @@ pub fn receipt_key(id: OrderId) -> String {
     format!("receipts/{id}/receipt.html")
 }
 
-/// The key the JSON copy of the receipt had. No object is written under it any more (the
-/// view carries the same data); the view keeps the field because the API requires it.
-pub fn receipt_json_key(id: OrderId) -> String {
-    format!("receipts/{id}/receipt.json")
-}
-
 /// The key of the cancellation notice.
 pub fn cancellation_key(id: OrderId) -> String {
     format!("receipts/{id}/cancellation.html")

@@ -2,7 +2,7 @@
 
 use super::event::OrderEvent;
 use super::order::{Order, OrderStatus};
-use super::receipt::{cancellation_key, document, receipt_json_key, receipt_key, Document};
+use super::receipt::{cancellation_key, document, receipt_key, Document};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -18,9 +18,6 @@ pub struct OrderView {
     pub customer_id: String,
     /// The HTML receipt in the receipts bucket.
     pub receipt_key: String,
-    /// Where the JSON copy of the receipt used to be stored; kept because the API requires
-    /// the field. No object is written there: this view carries the receipt's data.
-    pub receipt_json_key: String,
     /// The cancellation notice, once the order is cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancellation_key: Option<String>,
@@ -53,7 +50,6 @@ pub fn project_order(
         order: order.clone(),
         customer_id: order.customer.id.clone(),
         receipt_key: receipt_key(order.id),
-        receipt_json_key: receipt_json_key(order.id),
         cancellation_key: (order.status == OrderStatus::Cancelled)
             .then(|| cancellation_key(order.id)),
         last_event_id,
@@ -106,8 +102,17 @@ mod tests {
             assert!(json.get(field).is_some(), "{field} missing from {json}");
         }
         assert!(json.get("id").is_none() && json.get("shippingAddress").is_none());
+        assert!(
+            json.get("receiptJsonKey").is_none(),
+            "no JSON receipt is stored"
+        );
         // A view stored before the shipping address existed still decodes.
-        let view: OrderView = serde_json::from_value(json).unwrap();
+        let view: OrderView = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(view, p.view);
+        // So does one stored when a JSON copy of the receipt was written beside it.
+        let mut old = json;
+        old["receiptJsonKey"] = "receipts/x/receipt.json".into();
+        let view: OrderView = serde_json::from_value(old).unwrap();
         assert_eq!(view, p.view);
     }
 
