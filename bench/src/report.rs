@@ -408,8 +408,9 @@ fn findings(out: &mut String, r: &Results) {
             format!(
                 "  What is left is ours only in part. Init still does work hello-world does not: \
                  the SDK configuration and clients, and the SDK's root store (the system bundle \
-                 of about 140 roots, parsed when the HTTPS client is built). The root store is \
-                 the largest of those: with one root certificate instead of the bundle (row \
+                 of about 140 roots, read and decoded once per process, and turned into a \
+                 rustls root store once since this round). The root store is the largest of \
+                 those: with one root certificate instead of the bundle (row \
                  *{}*), the query's init is {} ms, {} of hello-world. Trusting only the few \
                  Amazon Trust Services roots that AWS endpoints chain to, compiled into the \
                  binary, would come close to that, at the price of trusting the roots of the \
