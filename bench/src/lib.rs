@@ -8,6 +8,7 @@
 //! `orders_local::runtime_api` ([`functions`]).
 
 pub mod cold_start;
+pub mod cpu_share;
 pub mod error;
 pub mod events;
 pub mod functions;

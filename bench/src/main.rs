@@ -1,16 +1,18 @@
 //! `orders-bench`: runs the benchmark suite and writes BENCHMARKS.md. Started by
 //! `scripts/bench`, which builds the release binaries first (see BENCHMARKS.md for the method).
 //!
-//! Usage: orders-bench [--quick] [--out FILE] [--bin-dir DIR] [--root DIR] [--only-managed]
+//! Usage: orders-bench [--quick] [--only cold-start|managed] [--out FILE] [--bin-dir DIR] [--root DIR]
 //!
-//! `--only-managed` measures the Lambda Managed Instances section alone and prints it.
+//! `--only cold-start` measures the cold starts alone (with TLS, without, and at a 128 MB CPU
+//! share) and writes that section only; `--only managed` measures the Lambda Managed Instances
+//! section alone and prints it.
 
 use orders_bench::error::{BenchError, Result};
 use orders_bench::functions::{self, Wiring};
 use orders_bench::http::Api;
 use orders_bench::report::{Machine, Results, Settings};
 use orders_bench::system::System;
-use orders_bench::{cold_start, events, lag, latency, managed, size, throughput};
+use orders_bench::{cold_start, cpu_share, events, lag, latency, managed, size, throughput};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 struct Options {
     quick: bool,
     only_managed: bool,
+    cold_only: bool,
     out: PathBuf,
     bin_dir: PathBuf,
     root: PathBuf,
@@ -29,6 +32,7 @@ fn parse_args() -> Result<Options> {
     let mut options = Options {
         quick: false,
         only_managed: false,
+        cold_only: false,
         out: root.join("BENCHMARKS.md"),
         bin_dir: std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
@@ -45,12 +49,22 @@ fn parse_args() -> Result<Options> {
         };
         match arg.as_str() {
             "--quick" => options.quick = true,
-            "--only-managed" => options.only_managed = true,
+            "--only" => match value()?.to_str() {
+                Some("cold-start") => options.cold_only = true,
+                Some("managed") => options.only_managed = true,
+                other => {
+                    return Err(BenchError::msg(format!(
+                        "--only {other:?}: cold-start or managed"
+                    )))
+                }
+            },
             "--out" => options.out = value()?,
             "--bin-dir" => options.bin_dir = value()?,
             "--root" => options.root = value()?,
             "-h" | "--help" => {
-                println!("orders-bench [--quick] [--out FILE] [--bin-dir DIR] [--root DIR]");
+                println!(
+                    "orders-bench [--quick] [--only cold-start] [--out FILE] [--bin-dir DIR] [--root DIR]"
+                );
                 std::process::exit(0);
             }
             other => return Err(BenchError::msg(format!("unknown option {other}"))),
@@ -108,6 +122,24 @@ async fn run(options: Options) -> Result<()> {
         return only_managed(&options, &settings).await;
     }
     let machine = Machine::describe(&options.root);
+    if options.cold_only {
+        say("starting the local runner (PostgreSQL, moto, functions)");
+        let mut system = System::start(&options.root, &options.bin_dir).await?;
+        let result = measure_cold(&system, &settings).await;
+        system.stop().await;
+        let (cold, cold_plain, throttled, _) = result?;
+        let text = orders_bench::report::render_cold_start(
+            &settings,
+            &machine,
+            &cold,
+            &cold_plain,
+            &throttled,
+            started.elapsed(),
+        );
+        std::fs::write(&options.out, text)?;
+        say(&format!("wrote {}", options.out.display()));
+        return Ok(());
+    }
 
     say("binary sizes");
     let sizes = size::measure(
@@ -128,7 +160,7 @@ async fn run(options: Options) -> Result<()> {
     let mut system = System::start(&options.root, &options.bin_dir).await?;
     let result = measure(&system, &settings).await;
     system.stop().await;
-    let (cold, cold_plain, get, post, updater, lags, managed) = result?;
+    let (cold, cold_plain, throttled, get, post, updater, lags, managed) = result?;
 
     let results = Results {
         settings,
@@ -136,6 +168,7 @@ async fn run(options: Options) -> Result<()> {
         sizes,
         cold,
         cold_plain,
+        throttled,
         get,
         post,
         updater,
@@ -188,6 +221,7 @@ async fn only_managed(options: &Options, settings: &Settings) -> Result<()> {
 type Measured = (
     Vec<cold_start::ColdStart>,
     Vec<cold_start::ColdStart>,
+    cpu_share::Outcome,
     latency::Comparison,
     latency::Comparison,
     throughput::Throughput,
@@ -195,16 +229,29 @@ type Measured = (
     managed::Comparison,
 );
 
-async fn measure(system: &System, settings: &Settings) -> Result<Measured> {
+/// What the cold-start sections measure, and what the later sections reuse.
+struct ColdContext {
+    api: Api,
+    counter: Arc<AtomicU64>,
+    order_id: String,
+    local: functions::Suite,
+    _sink: orders_bench::sink::Sink,
+}
+
+type ColdMeasured = (
+    Vec<cold_start::ColdStart>,
+    Vec<cold_start::ColdStart>,
+    cpu_share::Outcome,
+    ColdContext,
+);
+
+async fn measure_cold(system: &System, settings: &Settings) -> Result<ColdMeasured> {
     // Every route is behind the JWT authorizer: a staff token may place and read any order.
     let api = Api::new(system.api_port).with_header(
         "authorization",
         &format!("Bearer {}", system.staff_token()?),
     );
     let counter = Arc::new(AtomicU64::new(0));
-    let aws = system.sdk_config().await;
-    let table = system.required("ORDERS_TABLE")?;
-    let bucket = system.required("RECEIPTS_BUCKET")?;
 
     // One order in the read model for the reads.
     let order_id = api.create_order(events::order_body(u64::MAX)).await?;
@@ -257,6 +304,62 @@ async fn measure(system: &System, settings: &Settings) -> Result<Measured> {
         say,
     )
     .await?;
+
+    let throttled = match cpu_share::CpuGroup::create() {
+        Err(why) => {
+            say(&format!("cold starts at a 128 MB CPU share skipped: {why}"));
+            Err(why)
+        }
+        Ok(group) => {
+            let pick = |suite: &functions::Suite, wiring: &'static str| {
+                suite
+                    .functions
+                    .iter()
+                    .filter(|c| c.name == "query" || c.name == "command")
+                    .map(|c| (c.clone(), wiring))
+                    .collect::<Vec<_>>()
+            };
+            let mut cases = vec![(suite.hello.clone(), "plain")];
+            cases.extend(pick(&suite, "TLS"));
+            cases.extend(pick(&local, "plain"));
+            let scripts = system.tls.bundle_dir.with_file_name("cpu-share");
+            Ok(cpu_share::measure(
+                &group,
+                &cases,
+                &system.region(),
+                settings.throttled_runs,
+                &scripts,
+                say,
+            )
+            .await?)
+        }
+    };
+    Ok((
+        cold,
+        plain,
+        throttled,
+        ColdContext {
+            api,
+            counter,
+            order_id,
+            local,
+            _sink: sink,
+        },
+    ))
+}
+
+async fn measure(system: &System, settings: &Settings) -> Result<Measured> {
+    let (cold, plain, throttled, context) = measure_cold(system, settings).await?;
+    let ColdContext {
+        api,
+        counter,
+        order_id,
+        local,
+        _sink,
+    } = context;
+    let aws = system.sdk_config().await;
+    let table = system.required("ORDERS_TABLE")?;
+    let bucket = system.required("RECEIPTS_BUCKET")?;
     let case = |name: &str| {
         local
             .functions
@@ -344,5 +447,5 @@ async fn measure(system: &System, settings: &Settings) -> Result<Measured> {
         tokio::time::sleep(Duration::from_secs(3)).await;
         lags.push(lag::measure(&api, load, duration, 10, counter.clone()).await?);
     }
-    Ok((cold, plain, get, post, updater, lags, managed))
+    Ok((cold, plain, throttled, get, post, updater, lags, managed))
 }

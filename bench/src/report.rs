@@ -2,6 +2,7 @@
 //! the same run, the targets (reported, never asserted), and cost and scale on paper.
 
 use crate::cold_start::ColdStart;
+use crate::cpu_share;
 use crate::functions::QUERY_ONE_ROOT;
 use crate::lag::{Lag, Load};
 use crate::latency::Comparison;
@@ -17,6 +18,8 @@ use std::time::Duration;
 pub struct Settings {
     pub quick: bool,
     pub cold_runs: usize,
+    /// Cold starts per row at a 128 MB CPU share (each takes a few hundred ms).
+    pub throttled_runs: usize,
     pub warm_invocations: usize,
     pub get_count: usize,
     pub post_count: usize,
@@ -32,6 +35,7 @@ impl Settings {
         Self {
             quick: false,
             cold_runs: 20,
+            throttled_runs: 10,
             warm_invocations: 1000,
             get_count: 1000,
             post_count: 500,
@@ -47,6 +51,7 @@ impl Settings {
         Self {
             quick: true,
             cold_runs: 5,
+            throttled_runs: 5,
             warm_invocations: 100,
             get_count: 200,
             post_count: 100,
@@ -135,6 +140,8 @@ pub struct Results {
     pub cold: Vec<ColdStart>,
     /// The same cold starts without TLS (plain TCP and HTTP, as the runner wires functions).
     pub cold_plain: Vec<ColdStart>,
+    /// Cold starts at a 128 MB function's CPU share (or why not measured).
+    pub throttled: cpu_share::Outcome,
     pub get: Comparison,
     pub post: Comparison,
     pub updater: Throughput,
@@ -195,32 +202,12 @@ fn cold_of<'a>(r: &'a Results, name: &str) -> Option<&'a ColdStart> {
 /// Renders BENCHMARKS.md.
 pub fn render(r: &Results) -> String {
     let mut out = String::new();
-    let m = &r.machine;
-    let s = &r.settings;
-    let _ = writeln!(out, "# Benchmarks\n");
-    let _ = writeln!(
-        out,
-        "Written by `scripts/bench{}` on {} at commit {} in {:.0} s ({} mode). Do not edit by hand: \
-         run the command again. Every figure is a median over repeated runs with its spread \
-         (p25-p75 unless said otherwise); every ratio is against a baseline measured in the same \
-         run on the same machine.\n",
-        if s.quick { " --quick" } else { "" },
-        m.date,
-        m.commit,
-        r.elapsed.as_secs_f64(),
-        if s.quick { "quick: fewer repetitions" } else { "full" }
-    );
-    let _ = writeln!(
-        out,
-        "Machine: {} ({} cores available), {} RAM, {}; {}. The machine is shared (other builds \
-         may run beside the benchmark), so absolute figures carry noise; ratios measured side by \
-         side, in alternating blocks, carry much less.\n",
-        m.cpu, m.cores, m.memory, m.kernel, m.rustc
-    );
+    header(&mut out, &r.settings, &r.machine, r.elapsed, "");
     targets(&mut out, r);
     findings(&mut out, r);
     sizes(&mut out, r);
-    cold(&mut out, r);
+    cold(&mut out, &r.settings, &r.cold, &r.cold_plain);
+    cpu_share::render(&mut out, &r.throttled, r.settings.throttled_runs);
     warm(&mut out, r);
     if let Some(managed) = &r.managed {
         out.push_str(&crate::managed::render(managed));
@@ -230,6 +217,45 @@ pub fn render(r: &Results) -> String {
     cost(&mut out, r);
     method(&mut out, r);
     out
+}
+
+/// The cold-start sections alone (`orders-bench --only cold-start`).
+pub fn render_cold_start(
+    settings: &Settings,
+    machine: &Machine,
+    cold_starts: &[ColdStart],
+    plain: &[ColdStart],
+    throttled: &cpu_share::Outcome,
+    elapsed: Duration,
+) -> String {
+    let mut out = String::new();
+    header(&mut out, settings, machine, elapsed, " --only cold-start");
+    cold(&mut out, settings, cold_starts, plain);
+    cpu_share::render(&mut out, throttled, settings.throttled_runs);
+    out
+}
+
+fn header(out: &mut String, s: &Settings, m: &Machine, elapsed: Duration, only: &str) {
+    let _ = writeln!(out, "# Benchmarks\n");
+    let _ = writeln!(
+        out,
+        "Written by `scripts/bench{}{only}` on {} at commit {} in {:.0} s ({} mode). Do not edit by hand: \
+         run the command again. Every figure is a median over repeated runs with its spread \
+         (p25-p75 unless said otherwise); every ratio is against a baseline measured in the same \
+         run on the same machine.\n",
+        if s.quick { " --quick" } else { "" },
+        m.date,
+        m.commit,
+        elapsed.as_secs_f64(),
+        if s.quick { "quick: fewer repetitions" } else { "full" }
+    );
+    let _ = writeln!(
+        out,
+        "Machine: {} ({} cores available), {} RAM, {}; {}. The machine is shared (other builds \
+         may run beside the benchmark), so absolute figures carry noise; ratios measured side by \
+         side, in alternating blocks, carry much less.\n",
+        m.cpu, m.cores, m.memory, m.kernel, m.rustc
+    );
 }
 
 fn targets(out: &mut String, r: &Results) {
@@ -355,19 +381,25 @@ fn findings(out: &mut String, r: &Results) {
         );
         let _ = writeln!(
             out,
-            "  **Fixed in this round** (the previous run, commit 6abe2b2, beside this one): \
-             (1) AWS-LC's CPU-jitter entropy source, gathered once per process the first time \
-             anything needs randomness (the first TLS handshake), cost tens of milliseconds of \
-             CPU in every cold start: the query's first `GetItem` took 43.3 ms then, {} ms now \
-             ({} ms warm). AWS-LC is now built with `AWS_LC_SYS_NO_JITTER_ENTROPY=1` \
-             (`.cargo/config.toml`, which `sam build`'s cargo lambda honours too): its random \
-             generator is seeded from the kernel's `getrandom` (plus RDRAND/RNDR where the CPU \
-             has them), the source ring and most TLS stacks rely on; the jitter source was \
-             AWS-LC's second, defence-in-depth source (aws/aws-lc-rs#1140, \
-             aws/aws-lambda-rust-runtime#1101). (2) The command and the relay read the database \
-             password from Secrets Manager at init (44.2 and 43.0 ms of init then). They now \
-             sign an IAM token for RDS Proxy per connection (`DB_AUTH=iam`): no network call \
-             and no secret in the function. Their init is now {} and {} ms.",
+            "  **Earlier rounds** removed the two large items: AWS-LC's CPU-jitter entropy \
+             source, gathered on the first TLS handshake (tens of milliseconds of CPU: the \
+             query's first `GetItem` took 43.3 ms then, {} ms now, {} ms warm), is off \
+             (`AWS_LC_SYS_NO_JITTER_ENTROPY=1` in `.cargo/config.toml`, which `sam build`'s cargo \
+             lambda honours too; the DRBG is seeded from the kernel's `getrandom`, as ring and \
+             most TLS stacks do; aws/aws-lc-rs#1140, aws/aws-lambda-rust-runtime#1101); and the \
+             command and relay sign an IAM token per database connection instead of reading a \
+             Secrets Manager secret at init (44.2 and 43.0 ms of init then, {} and {} ms now). \
+             **This round** (issue #19): (1) the functions build `aws-config` without its \
+             default features: no SSO and SSO-OIDC clients, no token provider chain and no \
+             `credential_process` support, none of which a function uses (Lambda hands it \
+             credentials in its environment); the operator CLI, the runner, the tests and this \
+             benchmark still ask for them, and Cargo resolves features per package when a \
+             function is built alone, as `scripts/bench` and a deployment build do. (2) Every \
+             SDK client of a function shares one HTTPS client (`orders::aws`): the SDK's default \
+             gives each client its own, which turns the system's roots into a rustls root \
+             store once when the client is built (at init) and again on its first request; now \
+             the root store is built once per process, at init, and the first request of every \
+             client finds the connector ready.",
             f1(query.first_invoke.median),
             f1(warm_query),
             f1(init_of("command")),
@@ -381,8 +413,9 @@ fn findings(out: &mut String, r: &Results) {
             format!(
                 "  What is left is ours only in part. Init still does work hello-world does not: \
                  the SDK configuration and clients, and the SDK's root store (the system bundle \
-                 of about 140 roots, parsed when the HTTPS client is built). The root store is \
-                 the largest of those: with one root certificate instead of the bundle (row \
+                 of about 140 roots, read and decoded once per process, and turned into a \
+                 rustls root store once since this round). The root store is the largest of \
+                 those: with one root certificate instead of the bundle (row \
                  *{}*), the query's init is {} ms, {} of hello-world. Trusting only the few \
                  Amazon Trust Services roots that AWS endpoints chain to, compiled into the \
                  binary, would come close to that, at the price of trusting the roots of the \
@@ -431,10 +464,10 @@ fn findings(out: &mut String, r: &Results) {
     };
     let _ = writeln!(
         out,
-        "- **Binary size: explained; two fixes applied.** The functions are about 10x the \
+        "- **Binary size: explained; three fixes applied.** The functions are about 10x the \
          hello-world binary: each links the AWS SDK runtime (smithy, SigV4 signing, endpoint \
          resolution) and the generated clients it uses (S3's is the largest), `aws-config` with \
-         its credential providers (which bring the STS, SSO and SSO-OIDC clients), aws-lc-rs \
+         its credential providers (which bring the STS client), aws-lc-rs \
          (the crypto of rustls) and, for the write side, tokio-postgres. Each function's tree \
          holds only its own service clients (the table). The SDK crates' default `rustls` \
          feature also linked a second, legacy TLS stack (hyper 0.14, rustls 0.21, ring) that the \
@@ -442,10 +475,9 @@ fn findings(out: &mut String, r: &Results) {
          17.73 MB to 15.06 MB (15 %), with the same effect on every function (commit \
          \"AWS SDK crates without the legacy HTTP client\"). Since the database is reached \
          with IAM tokens, command, relay and migrate no longer link the Secrets Manager \
-         client: `command` is {} MiB, from 14.37 MiB at commit 6abe2b2. Next step, not taken: \
-         `aws-config` without its `sso` feature for the functions (Lambda never uses SSO \
-         credentials), which needs the functions to stop inheriting the workspace's \
-         `aws-config` features that the admin CLI and the runner need.\n",
+         client. The functions build `aws-config` without its default features (issue #19; \
+         no SSO and SSO-OIDC clients, no `credential_process`): `command` is {} MiB, from \
+         13.96 MiB before that change and 14.37 MiB at commit 6abe2b2.\n",
         mib("command")
     );
     let get_direct = ratio(r.get.direct.latency.median, r.get.baseline.latency.median);
@@ -538,8 +570,9 @@ fn allowed_sdks(name: &str) -> &'static [&'static str] {
     }
 }
 
-/// SDKs that aws-config brings for credential providers (SSO, STS web identity).
-const CONFIG_SDKS: &[&str] = &["aws-sdk-sso", "aws-sdk-ssooidc", "aws-sdk-sts"];
+/// The SDK that aws-config brings for credential providers (STS: web identity, assume role).
+/// The functions build aws-config without its `sso` feature: no SSO or SSO-OIDC client.
+const CONFIG_SDKS: &[&str] = &["aws-sdk-sts"];
 
 fn sdks_ok(r: &Results) -> bool {
     r.sizes.iter().filter(|b| b.name != "hello").all(|b| {
@@ -597,7 +630,8 @@ fn sizes(out: &mut String, r: &Results) {
     let _ = writeln!(out);
 }
 
-fn cold(out: &mut String, r: &Results) {
+fn cold(out: &mut String, settings: &Settings, cold_starts: &[ColdStart], plain: &[ColdStart]) {
+    let cold_of = |name: &str| cold_starts.iter().find(|c| c.name == name);
     let _ = writeln!(out, "## Cold start and memory\n");
     let _ = writeln!(
         out,
@@ -614,15 +648,15 @@ fn cold(out: &mut String, r: &Results) {
          projects a full batch of 10 new orders (10 conditional PutItem, 20 PutObject); relay \
          runs on its schedule (nothing due); migrate answers a CloudFormation Update (schema \
          current) with a PUT to the response URL. Peak RSS is `VmHWM` from `/proc`.\n",
-        r.settings.cold_runs
+        settings.cold_runs
     );
-    let hello = cold_of(r, "hello");
+    let hello = cold_of("hello");
     let _ = writeln!(
         out,
         "| Function | Total (ms) | vs hello | Init (ms) | vs hello | First invocation (ms) | Warm invocation (ms) | Cold penalty (ms) | Peak RSS after 1st (MiB) | Peak RSS after {} (MiB) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        r.settings.warm_invocations + 1
+        settings.warm_invocations + 1
     );
-    for c in &r.cold {
+    for c in cold_starts {
         let (rt, ri) = hello
             .map(|h| {
                 (
@@ -663,8 +697,8 @@ fn cold(out: &mut String, r: &Results) {
          the TLS handshakes and the one-time crypto initialisation cost, less the SCRAM key \
          derivation that the token spares the deployed wiring.\n\n| Function | Total, TLS (ms) | Total, plain (ms) | TLS share | Init, TLS (ms) | Init, plain (ms) | First invocation, TLS (ms) | First invocation, plain (ms) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
-    for p in &r.cold_plain {
-        let Some(t) = cold_of(r, &p.name) else {
+    for p in plain {
+        let Some(t) = cold_of(&p.name) else {
             continue;
         };
         let share = format!(

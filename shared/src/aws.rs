@@ -1,4 +1,7 @@
-//! Loading the AWS SDK configuration once per process, with bounds on every call.
+//! Loading the AWS SDK configuration once per process, with bounds on every call, and one
+//! HTTPS client for all of the process's SDK clients ([`https`]).
+
+mod https;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -76,13 +79,17 @@ impl SdkBudget {
 }
 
 /// The shared SDK configuration from the standard environment (region, credentials,
-/// `AWS_ENDPOINT_URL` for local stand-ins such as moto), with the function's bounds.
+/// `AWS_ENDPOINT_URL` for local stand-ins such as moto), with the function's bounds and one
+/// HTTPS client that every SDK client made from it shares (the root store parsed once).
 pub async fn load(budget: SdkBudget) -> SdkConfig {
+    loader(budget, https::Https::default()).load().await
+}
+
+fn loader(budget: SdkBudget, https: https::Https) -> aws_config::ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https.shared())
         .timeout_config(budget.timeouts())
         .retry_config(budget.retries())
-        .load()
-        .await
 }
 
 /// The same bounds applied to a configuration built elsewhere (tests, local tools).
@@ -104,6 +111,50 @@ pub fn uses_custom_endpoint(config: &SdkConfig) -> bool {
 mod tests {
     use super::SdkBudget;
     use std::time::Duration;
+
+    /// Two SDK clients made from one configuration, and a request through one of them, build
+    /// one TLS connector between them (the SDK's default builds one per client, twice).
+    #[cfg(feature = "dynamodb")]
+    #[tokio::test]
+    async fn clients_share_one_connector_built_at_construction() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("port").port();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accept");
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: 2\r\n\r\n{}",
+            );
+        });
+        let https = super::https::Https::default();
+        let config = super::loader(SdkBudget::QUERY, https.clone())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "AKIDTEST", "secret", None, None, "test",
+            ))
+            .endpoint_url(format!("http://127.0.0.1:{port}"))
+            .load()
+            .await;
+        assert_eq!(https.built(), 0, "nothing is built before a client is");
+        let first = aws_sdk_dynamodb::Client::new(&config);
+        let _second = aws_sdk_dynamodb::Client::new(&config);
+        assert_eq!(
+            https.built(),
+            1,
+            "one connector for both clients, at construction"
+        );
+        first
+            .get_item()
+            .table_name("t")
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("k".into()))
+            .send()
+            .await
+            .expect("the stub answers an empty item");
+        assert_eq!(https.built(), 1, "the first request finds it built");
+        server.join().expect("stub server");
+    }
 
     /// Function timeouts from template.yaml, and the SDK calls each makes one after another
     /// in the worst case (see the constants).
