@@ -30,7 +30,8 @@ async fn receive_all(sys: &TestSystem, count: usize) -> Vec<SqsMessage> {
 }
 
 /// Publishes every event type (one `OrderCreated` through the relay), then checks what SNS
-/// delivered: each matches exactly the version 2 message of its type.
+/// delivered: each matches exactly the version 2 message of its type. (The heartbeat is
+/// checked by e2e/tests/heartbeat.rs, whose deliveries pass through the same validation.)
 async fn every_event_type_matches_the_contract(raw_delivery: bool) {
     let sys = TestSystem::start(raw_delivery).await;
     let before = e2e::event_contract::validated_count();
@@ -56,7 +57,8 @@ async fn every_event_type_matches_the_contract(raw_delivery: bool) {
     assert_eq!(sys.relay().await.published, 1);
 
     let records = receive_all(&sys, 5).await;
-    assert_eq!(e2e::event_contract::validated_count() - before, 5);
+    // At least these (tests in this binary run side by side and count too).
+    assert!(e2e::event_contract::validated_count() - before >= records.len());
     let mut matched: BTreeMap<String, usize> = BTreeMap::new();
     for record in &records {
         let key = contract().check_record(record).unwrap();
