@@ -361,8 +361,10 @@ pub(super) async fn start_functions(
     context: &FunctionContext<'_>,
 ) -> Result<(Vec<Function>, PathBuf), String> {
     let mut specs = Vec::new();
+    let mut environments = Vec::new();
     let mut overridden = std::collections::BTreeSet::new();
     for (def, program) in to_run {
+        environments.push(super::triggers::environments(options, def));
         let (env, from_caller) = function_env(
             def,
             context.resolver,
@@ -395,8 +397,8 @@ pub(super) async fn start_functions(
     let env_file = options.state_dir.join("cargo-lambda.env");
     write_env_file(&env_file, &specs, context.region, context.admin)?;
     let mut functions = Vec::new();
-    for spec in specs {
-        let function = Function::with_concurrency(spec, options.concurrency);
+    for (spec, environments) in specs.into_iter().zip(environments) {
+        let function = Function::with_concurrency(spec, environments);
         stack
             .functions
             .lock()
