@@ -13,6 +13,7 @@ pub mod events;
 pub mod functions;
 pub mod http;
 pub mod lag;
+pub mod lag_baseline;
 pub mod latency;
 pub mod report;
 pub mod sink;

@@ -96,17 +96,20 @@ impl SqsSource {
     }
 
     /// Gathers one batch (starting with `carried`, the messages a previous batch had no room
-    /// for) and invokes the function with it.
+    /// for) and invokes the function with it. `receives` counts the ReceiveMessage calls since
+    /// the last batch (reported with it, then reset).
     pub async fn poll_once(
         &self,
         sqs: &aws_sdk_sqs::Client,
         carried: &mut Vec<Message>,
+        receives: &mut u32,
     ) -> Result<Polled, String> {
         let limit = self.batch_size.max(1) as usize;
         let mut batch = Vec::new();
         let mut size = EVENT_OVERHEAD;
         let waiting = std::mem::take(carried);
         if waiting.is_empty() {
+            *receives += 1;
             let first = self.receive(sqs, limit.min(10), LONG_POLL_SECONDS).await?;
             if first.is_empty() {
                 return Ok(Polled::Empty);
@@ -124,6 +127,7 @@ impl SqsSource {
                 break;
             }
             let wait = left.as_secs().min(20) as i32;
+            *receives += 1;
             let more = self
                 .receive(sqs, (limit - batch.len()).min(10), wait)
                 .await?;
@@ -134,7 +138,8 @@ impl SqsSource {
         }
         let full = batch.len() >= limit || !carried.is_empty();
         let records = batch.len();
-        self.invoke(sqs, batch, size).await?;
+        let calls = std::mem::take(receives);
+        self.invoke(sqs, batch, size, calls).await?;
         Ok(Polled::Batch { records, full })
     }
 
@@ -168,6 +173,7 @@ impl SqsSource {
         sqs: &aws_sdk_sqs::Client,
         batch: Vec<Received>,
         size: usize,
+        receives: u32,
     ) -> Result<(), String> {
         let mut event = String::with_capacity(size);
         event.push_str(r#"{"Records":["#);
@@ -211,7 +217,11 @@ impl SqsSource {
         };
         output::prefixed(
             "sqs",
-            &format!("{} -> {}: {summary}", self.name, self.function.name()),
+            &format!(
+                "{} -> {}: {summary} ({receives} receives)",
+                self.name,
+                self.function.name()
+            ),
             !matches!(result, BatchResult::AllSucceeded),
         );
         Ok(())
@@ -283,13 +293,17 @@ impl SqsSource {
 /// One poller: a batch at a time, while a concurrency permit is free.
 async fn poller(shared: Arc<Shared>) {
     let mut carried = Vec::new();
+    let mut receives = 0u32;
     let mut failures_in_a_row = 0u32;
     loop {
         let polled = {
             let Ok(_permit) = shared.in_flight.acquire().await else {
                 return;
             };
-            shared.source.poll_once(&shared.sqs, &mut carried).await
+            shared
+                .source
+                .poll_once(&shared.sqs, &mut carried, &mut receives)
+                .await
         };
         match polled {
             Ok(Polled::Empty) => {
