@@ -1,7 +1,8 @@
 //! The baseline of the projection lag, measured in the same run: the same order events
 //! published with the raw SDK to the same SNS topic, delivered (raw message delivery, as the
-//! template subscribes its queue) to a queue of the benchmark's own, and received by one raw
-//! long-poll `ReceiveMessage` loop — no function, no database. What our path adds is the
+//! template subscribes its queue) to a queue of the benchmark's own, and received by raw
+//! long-poll `ReceiveMessage` loops (as many as the mapping's pollers) — no function, no
+//! database. What our path adds is the
 //! ratio. Also here: the event source mapping's cost, counted from the runner's log.
 
 use crate::error::{BenchError, Result};
@@ -81,11 +82,16 @@ impl RawPath {
     pub async fn measure(&self, rate: f64, duration: Duration, first: u64) -> Result<Baseline> {
         let published: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
         let received: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-        let receiver = tokio::spawn(receive_loop(
-            self.sqs.clone(),
-            self.queue_url.clone(),
-            received.clone(),
-        ));
+        // As many long-poll loops as the mapping starts pollers: one loop alone, waiting for
+        // each round trip to moto, falls behind 20 messages a second on a busy machine.
+        let mut receivers = tokio::task::JoinSet::new();
+        for _ in 0..orders_local::sqs_source::INITIAL_POLLERS {
+            receivers.spawn(receive_loop(
+                self.sqs.clone(),
+                self.queue_url.clone(),
+                received.clone(),
+            ));
+        }
         let mut tasks = tokio::task::JoinSet::new();
         let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.1)));
         let started = Instant::now();
@@ -136,12 +142,11 @@ impl RawPath {
                 break;
             }
             if Instant::now() > deadline {
-                receiver.abort();
                 return Err(BenchError::msg("baseline: messages never arrived"));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        receiver.abort();
+        receivers.abort_all();
         let received = received.lock().expect("received");
         let published = published.lock().expect("published");
         let lags: Vec<Duration> = published
@@ -219,12 +224,14 @@ async fn receive_loop(
             }
         }
         if !entries.is_empty() {
-            let _ = sqs
+            // Deleted beside the next receive (the lag is taken at the receive).
+            let request = sqs
                 .delete_message_batch()
                 .queue_url(&queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await;
+                .set_entries(Some(entries));
+            tokio::spawn(async move {
+                let _ = request.send().await;
+            });
         }
     }
 }

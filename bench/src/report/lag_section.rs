@@ -90,8 +90,8 @@ fn baseline(out: &mut String, r: &Results) {
         out,
         "Baseline, measured in the same run: the same `OrderCreated` events published with the \
          raw SDK to the same SNS topic, delivered (raw message delivery) to a queue of the \
-         benchmark's own and received by one long-poll `ReceiveMessage` loop (no function, no \
-         database), at the steady rate and at the burst's achieved rate. Lag: publish answered \
+         benchmark's own and received by five long-poll `ReceiveMessage` loops, as many as the \
+         mapping's pollers (no function, no database), at the steady rate and at the burst's achieved rate. Lag: publish answered \
          -> received.\n"
     );
     let _ = writeln!(
