@@ -114,17 +114,36 @@ fn baseline(out: &mut String, r: &Results) {
         );
     }
     let _ = writeln!(out);
+    // A baseline that fell behind its own offered rate measures its receivers, not SNS -> SQS.
+    let raw_kept_up = raw_steady.drain_ms <= 1000.0;
+    if !raw_kept_up {
+        let _ = writeln!(
+            out,
+            "**The raw baseline is not valid in this run:** its receivers fell behind the \
+             offered rate (the last message arrived {} ms after the last publish), so its lag \
+             measures a backlog, not the SNS -> SQS -> receive path; the ratios above are not \
+             meaningful.\n",
+            f1(raw_steady.drain_ms)
+        );
+    }
     let p99 = steady.to_visible.p99.max(steady.to_projected.p99);
+    let against_raw = if raw_kept_up {
+        format!(
+            "{} ({})",
+            x(ratio(p99, raw_steady.lag.p99)),
+            met(ratio(p99, raw_steady.lag.p99) <= 1.5)
+        )
+    } else {
+        "not measured (baseline invalid)".to_string()
+    };
     let _ = writeln!(
         out,
         "Targets (issue #17): steady {} orders/s lag p99 at most 300 ms: {} ms ({}); at most \
-         1.5x the raw baseline: {} ({}); every order readable within 5 s of the burst's end: \
-         {} ms ({}).\n",
+         1.5x the raw baseline: {against_raw}; every order readable within 5 s of the burst's \
+         end: {} ms ({}).\n",
         f1(r.settings.lag_rate),
         f1(p99),
         met(p99 <= 300.0),
-        x(ratio(p99, raw_steady.lag.p99)),
-        met(ratio(p99, raw_steady.lag.p99) <= 1.5),
         f1(burst.drain_ms),
         met(burst.drain_ms <= 5000.0),
     );
