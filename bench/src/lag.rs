@@ -43,6 +43,13 @@ pub struct Lag {
     pub to_projected: Summary,
     /// 201 -> first `GET` 200 (ms), sampled orders.
     pub to_visible: Summary,
+    /// The last 201 -> the last `projectedAt` (ms): how long the read model took to catch up
+    /// once the load stopped.
+    pub drain_ms: f64,
+    /// The mapping's `MaximumBatchingWindowInSeconds` in this run.
+    pub window_s: u64,
+    /// What the event source mapping did for these orders (from the runner's log).
+    pub cost: Option<crate::lag_baseline::MappingCost>,
 }
 
 struct Placed {
@@ -134,6 +141,7 @@ pub async fn measure(
 
 async fn finish(api: &Api, load: Load, elapsed: Duration, placed: Vec<Placed>) -> Result<Lag> {
     let mut to_projected = Vec::new();
+    let mut last_projected = None;
     for p in &placed {
         let path = format!("/orders/{}", p.order_id);
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -155,10 +163,18 @@ async fn finish(api: &Api, load: Load, elapsed: Duration, placed: Vec<Placed>) -
             .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
             .ok_or_else(|| BenchError::msg("a view without projectedAt"))?;
         let answered = OffsetDateTime::from(p.answered_at);
+        last_projected = last_projected.max(Some(projected));
         to_projected.push((projected - answered).as_seconds_f64() * 1000.0);
     }
     let visible: Vec<Duration> = placed.iter().filter_map(|p| p.visible_after).collect();
     let posts: Vec<Duration> = placed.iter().map(|p| p.post).collect();
+    let last_answer = placed.iter().map(|p| p.answered_at).max();
+    let drain_ms = match (last_projected, last_answer) {
+        (Some(projected), Some(answered)) => {
+            ((projected - OffsetDateTime::from(answered)).as_seconds_f64() * 1000.0).max(0.0)
+        }
+        _ => 0.0,
+    };
     Ok(Lag {
         load,
         duration: elapsed,
@@ -167,5 +183,8 @@ async fn finish(api: &Api, load: Load, elapsed: Duration, placed: Vec<Placed>) -
         post: Summary::of_durations(&posts).unwrap_or_else(Summary::empty),
         to_projected: Summary::of(&to_projected).unwrap_or_else(Summary::empty),
         to_visible: Summary::of_durations(&visible).unwrap_or_else(Summary::empty),
+        drain_ms,
+        window_s: 0,
+        cost: None,
     })
 }

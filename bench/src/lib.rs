@@ -14,6 +14,7 @@ pub mod events;
 pub mod functions;
 pub mod http;
 pub mod lag;
+pub mod lag_baseline;
 pub mod latency;
 pub mod managed;
 pub mod report;

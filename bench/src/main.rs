@@ -12,7 +12,9 @@ use orders_bench::functions::{self, Wiring};
 use orders_bench::http::Api;
 use orders_bench::report::{Machine, Results, Settings};
 use orders_bench::system::System;
-use orders_bench::{cold_start, cpu_share, events, lag, latency, managed, size, throughput};
+use orders_bench::{
+    cold_start, cpu_share, events, lag, lag_baseline, latency, managed, size, throughput,
+};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -160,7 +162,26 @@ async fn run(options: Options) -> Result<()> {
     let mut system = System::start(&options.root, &options.bin_dir).await?;
     let result = measure(&system, &settings).await;
     system.stop().await;
-    let (cold, cold_plain, throttled, get, post, updater, lags, managed) = result?;
+    let (cold, cold_plain, throttled, get, post, updater, mut lags, lag_baselines, managed) =
+        result?;
+
+    // The other batching window, on a runner started from a copy of the template.
+    let text = std::fs::read_to_string(options.root.join("template.yaml"))?;
+    let window = lag_baseline::window_of(&text).unwrap_or(0);
+    let other = if window == 0 { 1 } else { 0 };
+    if let Some(changed) = lag_baseline::with_window(&text, other) {
+        say(&format!(
+            "projection lag with MaximumBatchingWindowInSeconds {other}"
+        ));
+        let copy = options.root.join(".bench-template-window.yaml");
+        std::fs::write(&copy, changed)?;
+        let started = System::start_with(&options.root, &options.bin_dir, Some(&copy)).await;
+        let _ = std::fs::remove_file(&copy);
+        let mut other_system = started?;
+        let result = steady_lag(&other_system, &settings, other).await;
+        other_system.stop().await;
+        lags.push(result?);
+    }
 
     let results = Results {
         settings,
@@ -173,6 +194,7 @@ async fn run(options: Options) -> Result<()> {
         post,
         updater,
         lags,
+        lag_baselines,
         managed: Some(managed),
         elapsed: started.elapsed(),
     };
@@ -189,10 +211,7 @@ async fn run(options: Options) -> Result<()> {
 async fn only_managed(options: &Options, settings: &Settings) -> Result<()> {
     let mut system = System::start(&options.root, &options.bin_dir).await?;
     let result = async {
-        let api = Api::new(system.api_port).with_header(
-            "authorization",
-            &format!("Bearer {}", system.staff_token()?),
-        );
+        let api = api_of(&system)?;
         let order_id = api.create_order(events::order_body(u64::MAX)).await?;
         let deadline = Instant::now() + Duration::from_secs(60);
         while api.get(&format!("/orders/{order_id}")).await?.status != 200 {
@@ -226,6 +245,7 @@ type Measured = (
     latency::Comparison,
     throughput::Throughput,
     Vec<lag::Lag>,
+    Vec<lag_baseline::Baseline>,
     managed::Comparison,
 );
 
@@ -246,11 +266,7 @@ type ColdMeasured = (
 );
 
 async fn measure_cold(system: &System, settings: &Settings) -> Result<ColdMeasured> {
-    // Every route is behind the JWT authorizer: a staff token may place and read any order.
-    let api = Api::new(system.api_port).with_header(
-        "authorization",
-        &format!("Bearer {}", system.staff_token()?),
-    );
+    let api = api_of(system)?;
     let counter = Arc::new(AtomicU64::new(0));
 
     // One order in the read model for the reads.
@@ -429,23 +445,94 @@ async fn measure(system: &System, settings: &Settings) -> Result<Measured> {
     )
     .await?;
 
-    let mut lags = Vec::new();
-    for (load, duration) in [
-        (lag::Load::Rate(settings.lag_rate), settings.lag_duration),
-        (
-            lag::Load::Saturation {
-                clients: settings.saturation_clients,
-            },
-            settings.saturation_duration,
-        ),
-    ] {
-        say(&format!(
-            "projection lag: {load:?} for {}s",
-            duration.as_secs()
-        ));
-        // Let the previous phase drain first.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        lags.push(lag::measure(&api, load, duration, 10, counter.clone()).await?);
-    }
-    Ok((cold, plain, throttled, get, post, updater, lags, managed))
+    let (lags, baselines) = lag_phases(system, &api, settings, &aws, counter).await?;
+    Ok((
+        cold, plain, throttled, get, post, updater, lags, baselines, managed,
+    ))
+}
+
+/// The API client of a runner (a staff token may place and read any order).
+fn api_of(system: &System) -> Result<Api> {
+    Ok(Api::new(system.api_port).with_header(
+        "authorization",
+        &format!("Bearer {}", system.staff_token()?),
+    ))
+}
+
+/// One load through our path, with what the event source mapping did for it.
+async fn one_lag(
+    system: &System,
+    api: &Api,
+    load: lag::Load,
+    duration: Duration,
+    window: u64,
+    counter: Arc<AtomicU64>,
+) -> Result<lag::Lag> {
+    say(&format!(
+        "projection lag: {load:?} for {}s (batching window {window} s)",
+        duration.as_secs()
+    ));
+    // Let the previous phase drain first.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = system.log_path();
+    let mark = lag_baseline::log_mark(&log);
+    let mut lag = lag::measure(api, load, duration, 10, counter).await?;
+    // The last batch lines follow the deletes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    lag.cost = Some(lag_baseline::mapping_cost(&log, mark));
+    lag.window_s = window;
+    Ok(lag)
+}
+
+/// Steady lag on a runner of its own (another batching window).
+async fn steady_lag(system: &System, settings: &Settings, window: u64) -> Result<lag::Lag> {
+    let api = api_of(system)?;
+    let counter = Arc::new(AtomicU64::new(10_000_000));
+    let load = lag::Load::Rate(settings.lag_rate);
+    one_lag(system, &api, load, settings.lag_duration, window, counter).await
+}
+
+/// Steady lag and the drain after a saturating burst, each beside the raw SNS -> SQS ->
+/// receive baseline measured right after it.
+async fn lag_phases(
+    system: &System,
+    api: &Api,
+    settings: &Settings,
+    aws: &aws_config::SdkConfig,
+    counter: Arc<AtomicU64>,
+) -> Result<(Vec<lag::Lag>, Vec<lag_baseline::Baseline>)> {
+    let text = std::fs::read_to_string(system.root.join("template.yaml"))?;
+    let window = lag_baseline::window_of(&text).unwrap_or(0);
+    let raw =
+        lag_baseline::RawPath::create(aws, &system.required("ORDER_EVENTS_TOPIC_ARN")?).await?;
+    let steady = one_lag(
+        system,
+        api,
+        lag::Load::Rate(settings.lag_rate),
+        settings.lag_duration,
+        window,
+        counter.clone(),
+    )
+    .await?;
+    say("baseline: SNS -> SQS -> ReceiveMessage at the same rate");
+    let steady_raw = raw
+        .measure(settings.lag_rate, settings.lag_duration, 20_000_000)
+        .await?;
+    let burst = one_lag(
+        system,
+        api,
+        lag::Load::Saturation {
+            clients: settings.saturation_clients,
+        },
+        settings.saturation_duration,
+        window,
+        counter,
+    )
+    .await?;
+    say("baseline: SNS -> SQS -> ReceiveMessage at the burst's rate");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let burst_raw = raw
+        .measure(burst.achieved, settings.saturation_duration, 30_000_000)
+        .await?;
+    Ok((vec![steady, burst], vec![steady_raw, burst_raw]))
 }

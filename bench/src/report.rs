@@ -4,7 +4,7 @@
 use crate::cold_start::ColdStart;
 use crate::cpu_share;
 use crate::functions::QUERY_ONE_ROOT;
-use crate::lag::{Lag, Load};
+use crate::lag::Lag;
 use crate::latency::Comparison;
 use crate::size::BinarySize;
 use crate::stats::{ratio, Summary};
@@ -12,6 +12,8 @@ use crate::throughput::Throughput;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
+
+mod lag_section;
 
 /// How much is measured.
 #[derive(Debug, Clone)]
@@ -43,7 +45,7 @@ impl Settings {
             lag_rate: 20.0,
             lag_duration: Duration::from_secs(20),
             saturation_clients: 8,
-            saturation_duration: Duration::from_secs(10),
+            saturation_duration: Duration::from_secs(15),
         }
     }
 
@@ -57,9 +59,9 @@ impl Settings {
             post_count: 100,
             updater_batches: 20,
             lag_rate: 20.0,
-            lag_duration: Duration::from_secs(10),
+            lag_duration: Duration::from_secs(15),
             saturation_clients: 8,
-            saturation_duration: Duration::from_secs(5),
+            saturation_duration: Duration::from_secs(15),
         }
     }
 }
@@ -148,6 +150,8 @@ pub struct Results {
     pub lags: Vec<Lag>,
     /// One process serving N at once against N processes (issue #19).
     pub managed: Option<crate::managed::Comparison>,
+    /// The raw SNS -> SQS -> receive baselines of the steady load and the burst.
+    pub lag_baselines: Vec<crate::lag_baseline::Baseline>,
     pub elapsed: Duration,
 }
 
@@ -821,48 +825,7 @@ fn updater(out: &mut String, r: &Results) {
 }
 
 fn lag(out: &mut String, r: &Results) {
-    let _ = writeln!(out, "## Projection lag\n");
-    let _ = writeln!(
-        out,
-        "From `POST /orders` answering 201 to the order being readable, through command -> SNS \
-         -> SQS -> the runner's event-source mapping (long poll, `BatchSize` 10, \
-         `MaximumBatchingWindowInSeconds` 1, one batch at a time) -> updater -> DynamoDB. \
-         *To projectedAt*: every order, 201 to the `projectedAt` the updater stamps just before \
-         its conditional write (same clock), read back with one GET. *To first GET 200*: every \
-         10th order polled every 20 ms (20 ms resolution; each query process serves one request \
-         at a time and the runner starts at most four, so polling every order would load them). Negative values: the event was \
-         projected before the client had its 201 (the command publishes before it answers).\n"
-    );
-    let _ = writeln!(
-        out,
-        "| Load | Orders | Achieved orders/s | POST p50 / p99 (ms) | To projectedAt p50 (p25-p75) | p99 | To first GET 200 p50 | p99 |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-    );
-    for l in &r.lags {
-        let load = match l.load {
-            Load::Rate(rate) => format!(
-                "{} orders/s offered for {} s",
-                f1(rate),
-                r.settings.lag_duration.as_secs()
-            ),
-            Load::Saturation { clients } => format!(
-                "saturation: {clients} closed-loop clients for {} s",
-                r.settings.saturation_duration.as_secs()
-            ),
-        };
-        let _ = writeln!(
-            out,
-            "| {load} | {} | {} | {} / {} | {} | {} | {} | {} |",
-            l.orders,
-            f1(l.achieved),
-            f1(l.post.median),
-            f1(l.post.p99),
-            spread(&l.to_projected),
-            f1(l.to_projected.p99),
-            f1(l.to_visible.median),
-            f1(l.to_visible.p99),
-        );
-    }
-    let _ = writeln!(out);
+    lag_section::render(out, r);
 }
 
 // Prices (us-east-1, on-demand, list prices as published in 2026; arm64 as the template).

@@ -39,6 +39,11 @@ impl System {
     /// Starts the runner from `bin_dir` (which holds the function binaries too) and waits
     /// until it serves.
     pub async fn start(root: &Path, bin_dir: &Path) -> Result<Self> {
+        Self::start_with(root, bin_dir, None).await
+    }
+
+    /// As [`System::start`], from another template (`--template`) when given.
+    pub async fn start_with(root: &Path, bin_dir: &Path, template: Option<&Path>) -> Result<Self> {
         let workdir = std::env::temp_dir().join(format!("orders-bench-{}", std::process::id()));
         if workdir.exists() {
             std::fs::remove_dir_all(&workdir)?;
@@ -56,7 +61,11 @@ impl System {
             )));
         }
         let log = std::fs::File::create(workdir.join("runner.log"))?;
-        let child = tokio::process::Command::new(&program)
+        let mut command = tokio::process::Command::new(&program);
+        if let Some(template) = template {
+            command.args(["--template", &template.display().to_string()]);
+        }
+        let child = command
             .args(["--bin-dir", &bin_dir.display().to_string()])
             .args(["--port", &api_port.to_string()])
             .args(["--pg-port", &pg_port.to_string()])
@@ -103,6 +112,11 @@ impl System {
         let state_dir = self.workdir.join("state");
         orders_local::auth::mint(&state_dir, &orders_local::auth::Subject::Staff, 4 * 3600)
             .map_err(BenchError::msg)
+    }
+
+    /// The runner's log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.workdir.join("runner.log")
     }
 
     /// The runner's log (for error messages).

@@ -361,8 +361,10 @@ pub(super) async fn start_functions(
     context: &FunctionContext<'_>,
 ) -> Result<(Vec<Function>, PathBuf), String> {
     let mut specs = Vec::new();
+    let mut environments = Vec::new();
     let mut overridden = std::collections::BTreeSet::new();
     for (def, program) in to_run {
+        environments.push(super::triggers::environments(options, def));
         let (mut env, from_caller) = function_env(
             def,
             context.resolver,
@@ -404,8 +406,10 @@ pub(super) async fn start_functions(
     let (per_environment, specs): (Vec<usize>, Vec<FunctionSpec>) = specs.into_iter().unzip();
     write_env_file(&env_file, &specs, context.region, context.admin)?;
     let mut functions = Vec::new();
-    for (spec, per_environment) in specs.into_iter().zip(per_environment) {
-        let function = Function::managed(spec, options.concurrency, per_environment);
+    for ((spec, per_environment), environments) in
+        specs.into_iter().zip(per_environment).zip(environments)
+    {
+        let function = Function::managed(spec, environments, per_environment);
         stack
             .functions
             .lock()

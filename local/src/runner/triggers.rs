@@ -14,7 +14,7 @@ use crate::reproject;
 use crate::runtime_api::Function;
 use crate::schedule::{self, Schedule};
 use crate::sqs_source::SqsSource;
-use crate::template::RouteAuth;
+use crate::template::{FunctionDef, RouteAuth};
 use aws_config::SdkConfig;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -55,12 +55,25 @@ pub(super) fn event_sources(
                     batch_size: mapping.batch_size,
                     batching_window: mapping.batching_window,
                     report_batch_item_failures: mapping.report_batch_item_failures,
+                    max_concurrency: mapping
+                        .max_concurrency
+                        .unwrap_or(usize::MAX)
+                        .min(function.concurrency()),
                 },
                 queue.clone(),
             ));
         }
     }
     sources
+}
+
+/// How many execution environments a function may run at once: `--concurrency`, raised to
+/// what its event source mappings invoke at once (`ScalingConfig.MaximumConcurrency`), and
+/// never over its `ReservedConcurrentExecutions`.
+pub(super) fn environments(options: &Options, def: &FunctionDef) -> usize {
+    let mappings: usize = def.sqs.iter().filter_map(|m| m.max_concurrency).sum();
+    let wanted = options.concurrency.max(mappings);
+    def.reserved_concurrency.map_or(wanted, |r| wanted.min(r))
 }
 
 /// The read model, from the outbox, through the first queue's function.
@@ -158,11 +171,12 @@ pub(super) fn start_pollers(
 ) {
     for (source, queue) in sources {
         say(format!(
-            "SQS {} -> {} (batch size {}, batching window {} s{})",
+            "SQS {} -> {} (batch size {}, batching window {} s, up to {} batches at once{})",
             queue.name,
             source.function.name(),
             source.batch_size,
             source.batching_window.as_secs(),
+            source.max_concurrency,
             if source.report_batch_item_failures {
                 ", ReportBatchItemFailures"
             } else {

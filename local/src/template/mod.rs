@@ -138,6 +138,9 @@ pub struct SqsMappingDef {
     pub batch_size: i32,
     pub batching_window: Duration,
     pub report_batch_item_failures: bool,
+    /// `ScalingConfig.MaximumConcurrency`: the most batches invoked at once (none: as many as
+    /// the function's concurrency allows).
+    pub max_concurrency: Option<usize>,
 }
 
 /// What the runner needs to know about one `AWS::Serverless::Function`.
@@ -160,6 +163,8 @@ pub struct FunctionDef {
     pub routes: Vec<RouteDef>,
     pub schedules: Vec<ScheduleDef>,
     pub sqs: Vec<SqsMappingDef>,
+    /// `ReservedConcurrentExecutions`: the most environments the function may run at once.
+    pub reserved_concurrency: Option<usize>,
     /// Events of types the runner does not emulate (reported at start).
     pub unsupported_events: Vec<String>,
 }
@@ -286,6 +291,8 @@ impl Template {
                 routes: Vec::new(),
                 schedules: Vec::new(),
                 sqs: Vec::new(),
+                reserved_concurrency: as_u64(setting("ReservedConcurrentExecutions"))
+                    .map(|n| n as usize),
                 unsupported_events: Vec::new(),
             };
             if let Some(events) = props["Events"].as_object() {
@@ -462,6 +469,8 @@ fn sqs_mapping(name: &str, queue: &str, props: &Value) -> SqsMappingDef {
                 .min(300),
         ),
         report_batch_item_failures: report,
+        max_concurrency: as_u64(&props["ScalingConfig"]["MaximumConcurrency"])
+            .map(|n| n.clamp(2, 1000) as usize),
     }
 }
 

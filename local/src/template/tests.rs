@@ -51,6 +51,7 @@ Resources:
   Worker:
     Type: AWS::Serverless::Function
     Properties:
+      ReservedConcurrentExecutions: 7
       Events:
         Q: {Type: SQS, Properties: {Queue: !GetAtt Queue.Arn, BatchSize: 5}}
   Mapping:
@@ -60,6 +61,7 @@ Resources:
       EventSourceArn: !GetAtt Queue.Arn
       MaximumBatchingWindowInSeconds: 2
       FunctionResponseTypes: [ReportBatchItemFailures]
+      ScalingConfig: {MaximumConcurrency: 3}
 "#;
 
 #[test]
@@ -122,13 +124,17 @@ fn functions_merge_globals_and_collect_events() {
             queue: "Queue".into(),
             batch_size: 10,
             batching_window: Duration::from_secs(2),
-            report_batch_item_failures: true
+            report_batch_item_failures: true,
+            max_concurrency: Some(3),
         }]
     );
     let worker = &functions[1];
     assert_eq!(worker.binary, "worker");
     assert_eq!(worker.timeout, Duration::from_secs(10));
     assert_eq!(worker.sqs[0].batch_size, 5);
+    assert_eq!(worker.sqs[0].max_concurrency, None);
+    assert_eq!(worker.reserved_concurrency, Some(7));
+    assert_eq!(api.reserved_concurrency, None);
     assert!(!worker.sqs[0].report_batch_item_failures);
 }
 

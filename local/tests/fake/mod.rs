@@ -26,8 +26,19 @@ def serve():
     while True:
         with urllib.request.urlopen(base + "/invocation/next") as r:
             headers = {k.lower(): v for k, v in r.headers.items()}
-            event = json.loads(r.read())
+            raw = r.read()
+            event = json.loads(raw)
         rid = headers["lambda-runtime-aws-request-id"]
+        if os.environ.get("FAKE_MODE") == "sqs-slow" and "Records" in event:
+            # An SQS batch: hold it for FAKE_SECONDS, then note when it ran (system-wide clock).
+            start = time.monotonic()
+            time.sleep(float(os.environ.get("FAKE_SECONDS", "0.5")))
+            line = json.dumps({"start": start, "end": time.monotonic(), "bytes": len(raw),
+                               "bodies": [record["body"][:40] for record in event["Records"]]})
+            with open(os.environ["FAKE_LOG"], "a") as log:
+                log.write(line + "\n")
+            post("/invocation/" + rid + "/response", {"batchItemFailures": []})
+            continue
         action = event.get("action", "echo")
         if "rawPath" in event:
             # An API Gateway event: the path says what to do.

@@ -1,19 +1,31 @@
-//! An emulation of Lambda's SQS event source mapping: long-poll the queue, gather a batch (up
-//! to `BatchSize`, waiting at most `MaximumBatchingWindowInSeconds`), invoke the function with
-//! an SQS event whose records look as Lambda delivers them, and delete what succeeded. With
-//! `ReportBatchItemFailures` only the records the function names in `batchItemFailures` stay on
-//! the queue; a function error (or an unusable batch response) keeps the whole batch. Records
-//! left on the queue come back after its visibility timeout, and the queue's redrive policy
-//! (here: moto's) moves a message to the dead-letter queue after `maxReceiveCount` receives.
+//! An emulation of Lambda's SQS event source mapping for standard queues, as AWS documents it
+//! ("Configuring scaling behavior for SQS event source mappings"):
+//! * pollers long-poll the queue: five to start with, one more (up to 5 a second, AWS's 300 a
+//!   minute) while batches come back full, back to five when the queue runs dry;
+//! * each poller gathers a batch — up to `BatchSize`, for at most
+//!   `MaximumBatchingWindowInSeconds`, and never over Lambda's 6 MB synchronous payload — and
+//!   invokes the function with it; batches run concurrently, never more at once than
+//!   `ScalingConfig.MaximumConcurrency` (and the function's own concurrency): a poller receives
+//!   nothing while that many batches are in flight;
+//! * with `ReportBatchItemFailures` only the records the function names in
+//!   `batchItemFailures` stay on the queue; a function error (or an unusable batch response)
+//!   keeps the whole batch. Records left on the queue come back after its visibility timeout,
+//!   and the queue's redrive policy (here: moto's) moves a message to the dead-letter queue
+//!   after `maxReceiveCount` receives.
 
-use crate::output;
+mod poller;
+
+pub use poller::Polled;
+
 use crate::runtime_api::Function;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use aws_sdk_sqs::types::Message;
 use base64::Engine;
-use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// Pollers a mapping starts with (Lambda: "five batches at a time").
+pub const INITIAL_POLLERS: usize = 5;
 
 /// One mapping, resolved to the local queue.
 #[derive(Clone)]
@@ -27,6 +39,9 @@ pub struct SqsSource {
     pub batch_size: i32,
     pub batching_window: Duration,
     pub report_batch_item_failures: bool,
+    /// The most batches invoked at once: `ScalingConfig.MaximumConcurrency`, at most the
+    /// function's concurrency (its reserved concurrency locally).
+    pub max_concurrency: usize,
 }
 
 /// What Lambda makes of a function's answer to a batch.
@@ -130,154 +145,10 @@ pub fn to_record(message: &Message, queue_arn: &str, region: &str) -> Value {
     record
 }
 
-impl SqsSource {
-    /// Polls and invokes until the task is aborted.
-    pub async fn run(self, sqs: aws_sdk_sqs::Client) {
-        let mut failures_in_a_row = 0u32;
-        loop {
-            match self.poll_once(&sqs).await {
-                Ok(()) => failures_in_a_row = 0,
-                Err(e) => {
-                    failures_in_a_row += 1;
-                    if failures_in_a_row == 1 || failures_in_a_row % 30 == 0 {
-                        output::prefixed("sqs", &format!("{}: {e}", self.name), true);
-                    }
-                    let backoff = Duration::from_millis(500 * u64::from(failures_in_a_row.min(10)));
-                    tokio::time::sleep(backoff).await;
-                }
-            }
-        }
-    }
-
-    async fn receive(
-        &self,
-        sqs: &aws_sdk_sqs::Client,
-        max: i32,
-        wait_seconds: i32,
-    ) -> Result<Vec<Message>, String> {
-        let output = sqs
-            .receive_message()
-            .queue_url(&self.queue_url)
-            .max_number_of_messages(max.clamp(1, 10))
-            .wait_time_seconds(wait_seconds)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .map_err(|e| {
-                format!(
-                    "ReceiveMessage failed: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(e)
-                )
-            })?;
-        Ok(output.messages.unwrap_or_default())
-    }
-
-    /// One long poll, and one invocation if anything arrived.
-    pub async fn poll_once(&self, sqs: &aws_sdk_sqs::Client) -> Result<(), String> {
-        let mut batch = self.receive(sqs, self.batch_size, 20).await?;
-        if batch.is_empty() {
-            return Ok(());
-        }
-        // The batching window: keep gathering until the batch is full or the window ends.
-        let window_end = Instant::now() + self.batching_window;
-        while (batch.len() as i32) < self.batch_size {
-            let left = window_end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let wait = left.as_secs().min(20) as i32;
-            let more = self
-                .receive(sqs, self.batch_size - batch.len() as i32, wait)
-                .await?;
-            if more.is_empty() && wait == 0 {
-                tokio::time::sleep(left.min(Duration::from_millis(200))).await;
-            }
-            batch.extend(more);
-        }
-
-        let records: Vec<Value> = batch
-            .iter()
-            .map(|m| to_record(m, &self.queue_arn, &self.region))
-            .collect();
-        let ids: HashSet<String> = batch.iter().filter_map(|m| m.message_id.clone()).collect();
-        let event = json!({ "Records": records });
-        let result = match self.function.invoke(Bytes::from(event.to_string())).await {
-            Ok(invoked) => batch_result(&invoked.body, self.report_batch_item_failures, &ids),
-            Err(e) => BatchResult::AllFailed(e.to_string()),
-        };
-        let keep = match &result {
-            BatchResult::AllSucceeded => HashSet::new(),
-            BatchResult::Partial(keep) => keep.clone(),
-            BatchResult::AllFailed(_) => ids.clone(),
-        };
-        let delete: Vec<&Message> = batch
-            .iter()
-            .filter(|m| !m.message_id.as_ref().is_some_and(|id| keep.contains(id)))
-            .collect();
-        self.delete(sqs, &delete).await?;
-        let summary = match &result {
-            BatchResult::AllSucceeded => format!("{} record(s) done", batch.len()),
-            BatchResult::Partial(keep) => format!(
-                "{} record(s) done, {} reported failed (retried after the visibility timeout; \
-                 the dead-letter queue takes it after maxReceiveCount receives)",
-                batch.len() - keep.len(),
-                keep.len()
-            ),
-            BatchResult::AllFailed(why) => {
-                format!("batch of {} failed, nothing deleted: {why}", batch.len())
-            }
-        };
-        output::prefixed(
-            "sqs",
-            &format!("{} -> {}: {summary}", self.name, self.function.name()),
-            !matches!(result, BatchResult::AllSucceeded),
-        );
-        Ok(())
-    }
-
-    async fn delete(&self, sqs: &aws_sdk_sqs::Client, messages: &[&Message]) -> Result<(), String> {
-        for chunk in messages.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .filter_map(|(i, m)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(m.receipt_handle.clone()?)
-                        .build()
-                        .ok()
-                })
-                .collect::<Vec<_>>();
-            if entries.is_empty() {
-                continue;
-            }
-            let output = sqs
-                .delete_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| {
-                    format!(
-                        "DeleteMessageBatch failed: {}",
-                        aws_sdk_sqs::error::DisplayErrorContext(e)
-                    )
-                })?;
-            if !output.failed.is_empty() {
-                return Err(format!(
-                    "DeleteMessageBatch: {} not deleted",
-                    output.failed.len()
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
 
     fn ids(list: &[&str]) -> HashSet<String> {
         list.iter().map(|s| s.to_string()).collect()
