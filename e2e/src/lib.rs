@@ -5,6 +5,7 @@
 pub mod aws;
 pub mod event_contract;
 pub mod fault_proxy;
+pub mod logs;
 pub mod postgres;
 mod process;
 pub mod sns_limits;

@@ -396,7 +396,7 @@ pub fn relay_settings() -> orders::relay::RelaySettings {
 
 /// `POST /orders/{id}/status` with this body and optional headers, from staff.
 pub fn change_status(id: &str, body: &str, headers: &[(&str, &str)]) -> Request {
-    let mut request = request_from_event("post-order.json", |v| {
+    let request = request_from_event("post-order.json", |v| {
         let path = format!("/orders/{id}/status");
         v["routeKey"] = "POST /orders/{id}/status".into();
         v["rawPath"] = path.clone().into();
@@ -410,18 +410,23 @@ pub fn change_status(id: &str, body: &str, headers: &[(&str, &str)]) -> Request 
             .expect("headers")
             .remove("x-correlation-id");
     });
+    as_caller(with_headers(request, headers), Caller::Staff)
+}
+
+/// The request with these headers added (test-chosen names and values).
+fn with_headers(mut request: Request, headers: &[(&str, &str)]) -> Request {
     for (name, value) in headers {
         request.headers_mut().insert(
             lambda_http::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
             value.parse().expect("header value"),
         );
     }
-    as_caller(request, Caller::Staff)
+    request
 }
 
 /// `POST /orders/{id}/shipping-address` with this body and optional headers, from staff.
 pub fn change_address(id: &str, body: &str, headers: &[(&str, &str)]) -> Request {
-    let mut request = request_from_event("shipping-address-change.json", |v| {
+    let request = request_from_event("shipping-address-change.json", |v| {
         let path = format!("/orders/{id}/shipping-address");
         v["rawPath"] = path.clone().into();
         v["requestContext"]["http"]["path"] = path.into();
@@ -433,13 +438,7 @@ pub fn change_address(id: &str, body: &str, headers: &[(&str, &str)]) -> Request
             .expect("headers")
             .remove("if-match");
     });
-    for (name, value) in headers {
-        request.headers_mut().insert(
-            lambda_http::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
-            value.parse().expect("header value"),
-        );
-    }
-    as_caller(request, Caller::Staff)
+    as_caller(with_headers(request, headers), Caller::Staff)
 }
 
 /// `GET /customers/{customerId}/orders?{query}`, from that customer.

@@ -3,25 +3,11 @@
 //! order (not by id, not in a listing, not in `verify`).
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use e2e::logs::Captured;
 use e2e::system::{get_order, list_orders, read_json, TestSystem};
 use orders::domain::heartbeat::{Heartbeat, HEARTBEAT_EVENT_TYPE, HEARTBEAT_ITEM_KEY};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::instrument::WithSubscriber;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 async fn heartbeat_item(sys: &TestSystem) -> std::collections::HashMap<String, AttributeValue> {
     aws_sdk_dynamodb::Client::new(&sys.aws)
@@ -101,15 +87,11 @@ async fn a_relay_run_sends_a_heartbeat_the_updater_projects_and_no_listing_shows
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
 
     // The updater logged the heartbeat's lag, and the batch line carries it.
-    let text_logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    let lines: Vec<serde_json::Value> = text_logs
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = logs.lines();
     let projected = lines
         .iter()
         .find(|l| l["message"] == "heartbeat projected")
-        .unwrap_or_else(|| panic!("no heartbeat line in {text_logs}"));
+        .unwrap_or_else(|| panic!("no heartbeat line in {lines:?}"));
     let lag = projected["heartbeat_lag_ms"].as_f64().expect("lag");
     let batch = lines
         .iter()

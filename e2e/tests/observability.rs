@@ -2,36 +2,10 @@
 //! updater's log lines; logs are JSON with function, request id and cold-start fields; no
 //! personal data is logged.
 
+use e2e::logs::Captured;
 use e2e::system::{order_body, post_order, read_json, TestSystem};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::instrument::WithSubscriber;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines(&self) -> Vec<serde_json::Value> {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .map(|l| {
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}"))
-            })
-            .collect()
-    }
-}
 
 /// The value of `field` in the line's own fields or any of its spans.
 fn field<'a>(line: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {

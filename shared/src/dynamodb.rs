@@ -62,6 +62,21 @@ pub enum WriteOutcome {
     Stale,
 }
 
+/// What a conditional `PutItem` did: a failed condition means a newer item is stored.
+fn conditional_put_outcome<R>(
+    result: Result<R, SdkError<PutItemError, aws_sdk_dynamodb::config::http::HttpResponse>>,
+) -> Result<WriteOutcome, ViewStoreError> {
+    match result {
+        Ok(_) => Ok(WriteOutcome::Applied),
+        Err(SdkError::ServiceError(e))
+            if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+        {
+            Ok(WriteOutcome::Stale)
+        }
+        Err(err) => Err(ServiceError::from_sdk("dynamodb:PutItem", err).into()),
+    }
+}
+
 /// DynamoDB access for order views.
 #[derive(Debug, Clone)]
 pub struct OrderViewStore {
@@ -96,15 +111,7 @@ impl OrderViewStore {
             )
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(WriteOutcome::Applied),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(WriteOutcome::Stale)
-            }
-            Err(err) => Err(ServiceError::from_sdk("dynamodb:PutItem", err).into()),
-        }
+        conditional_put_outcome(result)
     }
 
     /// Records a heartbeat in its one item unless a later one is stored (the timestamps are
@@ -137,15 +144,7 @@ impl OrderViewStore {
             )
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(WriteOutcome::Applied),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(WriteOutcome::Stale)
-            }
-            Err(err) => Err(ServiceError::from_sdk("dynamodb:PutItem", err).into()),
-        }
+        conditional_put_outcome(result)
     }
 
     /// Reads one view with a strongly consistent read.
