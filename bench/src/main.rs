@@ -4,8 +4,8 @@
 //! Usage: orders-bench [--quick] [--only cold-start|managed] [--out FILE] [--bin-dir DIR] [--root DIR]
 //!
 //! `--only cold-start` measures the cold starts alone (with TLS, without, and at a 128 MB CPU
-//! share) and writes that section only; `--only managed` measures the Lambda Managed Instances
-//! section alone and prints it.
+//! share), `--only managed` the Lambda Managed Instances comparison alone; either prints its
+//! section (or writes it to `--out`) and leaves BENCHMARKS.md as it is.
 
 use orders_bench::error::{BenchError, Result};
 use orders_bench::functions::{self, Wiring};
@@ -24,7 +24,8 @@ struct Options {
     quick: bool,
     only_managed: bool,
     cold_only: bool,
-    out: PathBuf,
+    /// Where the report goes; a partial run (`--only`) prints it unless `--out` is given.
+    out: Option<PathBuf>,
     bin_dir: PathBuf,
     root: PathBuf,
 }
@@ -35,7 +36,7 @@ fn parse_args() -> Result<Options> {
         quick: false,
         only_managed: false,
         cold_only: false,
-        out: root.join("BENCHMARKS.md"),
+        out: None,
         bin_dir: std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target"))
@@ -60,7 +61,7 @@ fn parse_args() -> Result<Options> {
                     )))
                 }
             },
-            "--out" => options.out = value()?,
+            "--out" => options.out = Some(value()?),
             "--bin-dir" => options.bin_dir = value()?,
             "--root" => options.root = value()?,
             "-h" | "--help" => {
@@ -138,8 +139,13 @@ async fn run(options: Options) -> Result<()> {
             &throttled,
             started.elapsed(),
         );
-        std::fs::write(&options.out, text)?;
-        say(&format!("wrote {}", options.out.display()));
+        match &options.out {
+            Some(out) => {
+                std::fs::write(out, text)?;
+                say(&format!("wrote {}", out.display()));
+            }
+            None => print!("{text}"),
+        }
         return Ok(());
     }
 
@@ -198,10 +204,14 @@ async fn run(options: Options) -> Result<()> {
         managed: Some(managed),
         elapsed: started.elapsed(),
     };
-    std::fs::write(&options.out, orders_bench::report::render(&results))?;
+    let out = options
+        .out
+        .clone()
+        .unwrap_or_else(|| options.root.join("BENCHMARKS.md"));
+    std::fs::write(&out, orders_bench::report::render(&results))?;
     say(&format!(
         "wrote {} in {:.0} s",
-        options.out.display(),
+        out.display(),
         started.elapsed().as_secs_f64()
     ));
     Ok(())
