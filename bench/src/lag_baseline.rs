@@ -1,5 +1,6 @@
 //! The baseline of the projection lag, measured in the same run: the same order events
-//! published with the raw SDK to the same SNS topic, delivered (raw message delivery, as the
+//! published with the raw SDK to an SNS topic of the benchmark's own (on the same moto, so
+//! that the updater does not also consume them), delivered (raw message delivery, as the
 //! template subscribes its queue) to a queue of the benchmark's own, and received by raw
 //! long-poll `ReceiveMessage` loops (as many as the mapping's pollers) — no function, no
 //! database. What our path adds is the
@@ -40,10 +41,19 @@ fn sdk<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> BenchError + '_ {
 }
 
 impl RawPath {
-    /// Creates the benchmark's queue and subscribes it to `topic_arn`.
-    pub async fn create(aws: &aws_config::SdkConfig, topic_arn: &str) -> Result<Self> {
+    /// Creates the benchmark's topic and queue and subscribes the queue to the topic.
+    pub async fn create(aws: &aws_config::SdkConfig) -> Result<Self> {
         let sns = aws_sdk_sns::Client::new(aws);
         let sqs = aws_sdk_sqs::Client::new(aws);
+        let topic_arn = sns
+            .create_topic()
+            .name("orders-bench-raw-baseline")
+            .send()
+            .await
+            .map_err(|e| BenchError::msg(aws_sdk_sns::error::DisplayErrorContext(e).to_string()))?
+            .topic_arn
+            .ok_or_else(|| BenchError::msg("CreateTopic without an ARN"))?;
+        let topic_arn = topic_arn.as_str();
         let queue_url = sqs
             .create_queue()
             .queue_name("orders-bench-raw-baseline")

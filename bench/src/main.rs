@@ -513,8 +513,7 @@ async fn lag_phases(
 ) -> Result<(Vec<lag::Lag>, Vec<lag_baseline::Baseline>)> {
     let text = std::fs::read_to_string(system.root.join("template.yaml"))?;
     let window = lag_baseline::window_of(&text).unwrap_or(0);
-    let raw =
-        lag_baseline::RawPath::create(aws, &system.required("ORDER_EVENTS_TOPIC_ARN")?).await?;
+    let raw = lag_baseline::RawPath::create(aws).await?;
     let steady = one_lag(
         system,
         api,
