@@ -22,21 +22,27 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts moto on a free port (its log goes to the system's temp dir).
+    /// Starts moto on a free port (its log goes to the system's temp dir). A port found free
+    /// can be taken before moto binds it (tests and other processes pick ports side by side),
+    /// so a failed start is tried again on another port.
     pub async fn start() -> Self {
-        let port = crate::free_port();
         let logs = std::env::temp_dir().join("orders-cqrs-e2e");
         std::fs::create_dir_all(&logs).expect("log dir");
-        let log = logs.join(format!("moto-{}-{port}.log", std::process::id()));
-        let server = LocalMoto::start(&crate::workspace_root(), port, &log)
-            .await
-            .unwrap_or_else(|e| {
-                panic!("moto: {e} (run scripts/bootstrap; the README's test command does)")
-            });
-        Self {
-            server,
-            admin: None,
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let port = crate::free_port();
+            let log = logs.join(format!("moto-{}-{port}.log", std::process::id()));
+            match LocalMoto::start(&crate::workspace_root(), port, &log).await {
+                Ok(server) => {
+                    return Self {
+                        server,
+                        admin: None,
+                    }
+                }
+                Err(e) => failures.push(e),
+            }
         }
+        panic!("moto: {failures:?} (run scripts/bootstrap; the README's test command does)")
     }
 
     pub fn endpoint(&self) -> String {
