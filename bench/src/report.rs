@@ -809,7 +809,7 @@ fn updater(out: &mut String, r: &Results) {
         out,
         "{} records in full batches of 10, one batch after another, five alternating blocks. \
          Subject: a warm updater process invoked through the Runtime API emulator with SQS \
-         events (decode, project, conditional PutItem, two PutObject per record, 8 records at a \
+         events (decode, project, conditional PutItem, one PutObject per record, 8 records at a \
          time, batch response). Baseline: the same calls for the same kind of records with \
          aws-sdk-dynamodb and aws-sdk-s3 from this process, 8 records at a time, items and \
          documents built before the timer. Both over plain HTTP to the same moto.\n",
