@@ -247,13 +247,21 @@ async fn receive_loop(
 }
 
 /// What the event source mapping did, read from the runner's log: the batch lines
-/// (`... -> updater: N record(s) done (R receives)`).
+/// (`... -> updater: N record(s) done (R receives)`); and what the functions logged meanwhile.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct MappingCost {
     pub invocations: usize,
     pub records: usize,
     pub receives: usize,
+    /// Bytes the functions logged (their lines without the runner's `[name] ` prefix), as
+    /// CloudWatch Logs would bill them: each line plus 26 bytes of event metadata.
+    pub log_bytes: usize,
 }
+
+/// The functions whose output the runner prefixes with `[name] `.
+const LOGGING_FUNCTIONS: [&str; 4] = ["command", "query", "updater", "relay"];
+/// What CloudWatch Logs bills per log event besides its message.
+const LOG_EVENT_OVERHEAD: usize = 26;
 
 /// The log's length now (where a phase starts).
 pub fn log_mark(log: &Path) -> u64 {
@@ -270,6 +278,14 @@ pub fn mapping_cost(log: &Path, mark: u64) -> MappingCost {
 fn count_batches(text: &str) -> MappingCost {
     let mut cost = MappingCost::default();
     for line in text.lines() {
+        if let Some(message) = LOGGING_FUNCTIONS.iter().find_map(|name| {
+            line.strip_prefix('[')
+                .and_then(|l| l.strip_prefix(name))
+                .and_then(|l| l.strip_prefix("] "))
+        }) {
+            cost.log_bytes += message.len() + LOG_EVENT_OVERHEAD;
+            continue;
+        }
         let Some(rest) = line.split("-> updater: ").nth(1) else {
             continue;
         };
@@ -339,6 +355,9 @@ mod tests {
 sqs: q -> updater: 3 record(s) done (2 receives)
 sqs: q -> updater: 1 record(s) done, 1 reported failed (retried after the visibility timeout; the dead-letter queue takes it after maxReceiveCount receives) (1 receives)
 other line
+[updater] {\"level\":\"INFO\"}
+[command] 12345
+[commander] not a function of ours
 sqs: q -> updater: batch of 4 failed, nothing deleted: boom (5 receives)
 ";
         assert_eq!(
@@ -346,7 +365,8 @@ sqs: q -> updater: batch of 4 failed, nothing deleted: boom (5 receives)
             MappingCost {
                 invocations: 3,
                 records: 9,
-                receives: 8
+                receives: 8,
+                log_bytes: 16 + 26 + 5 + 26,
             }
         );
     }

@@ -839,6 +839,12 @@ const SQS_REQUEST: f64 = 0.40 / 1e6;
 const CLOUDWATCH_ALARM_MONTH: f64 = 0.10;
 const CLOUDWATCH_METRIC_MONTH: f64 = 0.30;
 const LOGS_INGESTED_GB: f64 = 0.50;
+const API_GATEWAY_HTTP_REQUEST: f64 = 1.00 / 1e6;
+const XRAY_TRACE: f64 = 5.00 / 1e6;
+/// Lambda's own log records per invocation with `LogFormat: JSON` (`platform.start` and
+/// `platform.report`, with the tracing fields `Tracing: Active` adds), each with CloudWatch's
+/// 26 bytes of event metadata: an estimate from the documented record shapes.
+const PLATFORM_LOG_BYTES: f64 = 600.0;
 /// Heartbeats a month: one per relay run, every minute.
 const HEARTBEATS_MONTH: f64 = 60.0 * 24.0 * 30.0;
 /// Log bytes one heartbeat adds (the relay's line, the updater's lines and EMF record).
@@ -910,12 +916,19 @@ fn cost(out: &mut String, r: &Results) {
         f1(peak("updater")),
         f1(peak("query"))
     );
-    let total = lambda_cost
-        + 2.0 * per_million * DYNAMO_WRU
-        + per_million * DYNAMO_RRU
-        + per_million * S3_PUT
-        + per_million * SNS_PUBLISH
-        + sqs_requests * per_million * SQS_REQUEST;
+    // The same order at another batch fill of the mapping (invocations and receives per order).
+    let total_at = |batches: f64, receives: f64| {
+        let batch_ms = (upd_ms / 10.0 / batches.max(0.1)).max(1.0);
+        per_million
+            * ((gbs(cmd_ms) + batches * gbs(batch_ms) + gbs(qry_ms)) * LAMBDA_GB_SECOND
+                + (2.0 + batches) * LAMBDA_REQUEST
+                + 2.0 * DYNAMO_WRU
+                + DYNAMO_RRU
+                + S3_PUT
+                + SNS_PUBLISH
+                + (1.0 + receives + batches) * SQS_REQUEST)
+    };
+    let total = total_at(batches, receives);
     let _ = writeln!(
         out,
         "| Per million orders | Units | Cost (USD) |\n| --- | ---: | ---: |\n\
@@ -958,6 +971,8 @@ fn cost(out: &mut String, r: &Results) {
         100.0 * per_million * S3_PUT / total,
         100.0 * lambda_cost / total,
     );
+    floor(out, r, &total_at);
+    beyond_the_data_path(out, r, batches, total);
     canary_cost(out, upd_ms);
     // Scale.
     let db_ms = r.post.baseline.latency.median;
@@ -1028,6 +1043,123 @@ fn method(out: &mut String, _r: &Results) {
     );
 }
 
+/// Why the target holds or not at each measured load: what every order costs whatever the
+/// batches, and what the mapping adds at each fill.
+fn floor(out: &mut String, r: &Results, total_at: &dyn Fn(f64, f64) -> f64) {
+    let per_million = 1e6;
+    let fixed = per_million
+        * (S3_PUT
+            + 2.0 * DYNAMO_WRU
+            + DYNAMO_RRU
+            + SNS_PUBLISH
+            + 2.0 * LAMBDA_REQUEST
+            + SQS_REQUEST);
+    let mut rows = String::new();
+    for l in &r.lags {
+        let Some(c) = l.cost.filter(|c| c.records > 0) else {
+            continue;
+        };
+        let per = |n: usize| n as f64 / c.records as f64;
+        let (b, rc) = (per(c.invocations), per(c.receives));
+        let total = total_at(b, rc);
+        let _ = writeln!(
+            rows,
+            "| {}, window {} s | {} | {} | {} | {} |",
+            lag_section::load_name(l, r),
+            l.window_s,
+            f2(b),
+            f2(rc),
+            f2(total),
+            met(total <= 8.0)
+        );
+    }
+    let full = total_at(0.1, 0.1);
+    let _ = writeln!(
+        out,
+        "Whatever the traffic, each order pays ${} of it: the receipt `PutObject`, the two \
+         DynamoDB writes and one read, the SNS publish, the command's and the query's Lambda \
+         requests, and the message SNS sends to SQS. The event-source mapping adds $0.60 per \
+         batch (one updater invocation, one `DeleteMessageBatch`) and $0.40 per receive, per \
+         million; so $8 needs about three or more records per batch and per receive. At a \
+         moderate steady rate each long poll returns with the first message that arrives (five \
+         pollers share the traffic), so a receive brings about one message with or without a \
+         batching window, and only sustained traffic fills batches:\n\n\
+         | Load (measured above) | Invocations / order | Receives / order | Total per million orders | Target $8 |\n\
+         | --- | ---: | ---: | ---: | --- |\n\
+         {rows}| full batches of 10 (sustained high traffic) | 0.10 | 0.10 | {} | {} |\n\n\
+         Levers that would meet $8 at any rate, not pulled: receipts in S3 Express One Zone \
+         ($0.00113 per 1,000 PUTs, {} less per million orders) trade S3 Standard's multi-AZ \
+         durability for one zone's and need a directory bucket per zone, which moto does not \
+         emulate; dropping the `byCustomer` index (${} less) drops the customer listing.\n",
+        f2(fixed),
+        f2(full),
+        met(full <= 8.0),
+        f2(per_million * (S3_PUT - 0.001_13 / 1000.0)),
+        f2(per_million * DYNAMO_WRU),
+    );
+}
+
+/// The share of a function's invocations X-Ray's default sampling rule records at `rate`
+/// invocations per second: the first each second, and 5 % of the rest.
+fn traced_share(rate: f64) -> f64 {
+    if rate <= 1.0 {
+        1.0
+    } else {
+        (1.0 + 0.05 * (rate - 1.0)) / rate
+    }
+}
+
+/// What an order costs outside the data path the target counts: API Gateway, CloudWatch Logs
+/// (the functions' lines as measured at the steady rate) and X-Ray.
+fn beyond_the_data_path(out: &mut String, r: &Results, batches: f64, data_path: f64) {
+    let rate = r.settings.lag_rate;
+    let Some(cost) = r
+        .lags
+        .first()
+        .and_then(|l| l.cost)
+        .filter(|c| c.records > 0)
+    else {
+        return;
+    };
+    let per_million = 1e6;
+    let app_bytes = cost.log_bytes as f64 / cost.records as f64;
+    let invocations = 2.0 + batches;
+    let log_bytes = app_bytes + invocations * PLATFORM_LOG_BYTES;
+    let logs = per_million * log_bytes / 1e9 * LOGS_INGESTED_GB;
+    let api = per_million * 2.0 * API_GATEWAY_HTTP_REQUEST;
+    // Each function samples on its own: the command and the query at the order rate, the
+    // updater at its batch rate (an upper bound: a batch whose messages carry a sampled trace
+    // header continues that trace instead of starting one).
+    let traces = 2.0 * traced_share(rate) + batches * traced_share(rate * batches);
+    let xray = per_million * traces * XRAY_TRACE;
+    let all_in = data_path + api + logs + xray;
+    let _ = writeln!(
+        out,
+        "The target counts the data path, as the issue's $12.85 did. An order also costs what \
+         the table leaves out, at the same {} orders/s:\n\n\
+         | Per million orders, outside the data path | Units | Cost (USD) |\n| --- | ---: | ---: |\n\
+         | API Gateway HTTP API: `POST /orders` and `GET /orders/{{id}}` | 2 requests/order | {} |\n\
+         | CloudWatch Logs ingestion: the functions' own lines ({} bytes/order, measured) and Lambda's `platform.start` / `platform.report` records (about {} bytes per invocation, {} invocations/order) | {} bytes/order | {} |\n\
+         | X-Ray (`Tracing: Active`, default sampling: the first invocation each second, then 5 %) | {} traces/order | {} |\n\
+         | **All in, per million orders** | | **{}** |\n\n\
+         Levers on those, none pulled: Lambda function URLs in place of API Gateway cost nothing \
+         per request but give up the JWT authorizer, the routes and the throttling; `LoggingConfig.SystemLogLevel: WARN` drops \
+         Lambda's two records per invocation (and the duration/memory lines with them; the \
+         metrics stay in CloudWatch); a sampling rule below 5 % shrinks X-Ray, which falls to \
+         5 % per function as traffic grows.\n",
+        f1(rate),
+        f2(api),
+        f1(app_bytes),
+        f1(PLATFORM_LOG_BYTES),
+        f2(invocations),
+        f1(log_bytes),
+        f2(logs),
+        f2(traces),
+        f2(xray),
+        f2(all_in),
+    );
+}
+
 /// The lag canary's fixed monthly cost: one heartbeat per relay run, whatever the traffic.
 fn canary_cost(out: &mut String, upd_ms: f64) {
     let n = HEARTBEATS_MONTH;
@@ -1067,6 +1199,14 @@ fn canary_cost(out: &mut String, upd_ms: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn x_ray_records_the_first_invocation_each_second_and_five_percent_of_the_rest() {
+        assert_eq!(traced_share(0.5), 1.0);
+        assert_eq!(traced_share(1.0), 1.0);
+        assert!((traced_share(20.0) - 1.95 / 20.0).abs() < 1e-12);
+        assert!((traced_share(1e9) - 0.05).abs() < 1e-6);
+    }
 
     #[test]
     fn the_canary_costs_well_under_a_dollar_a_month() {

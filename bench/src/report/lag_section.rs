@@ -23,6 +23,21 @@ fn mapping_dollars(l: &Lag) -> Option<(f64, f64, f64)> {
     ))
 }
 
+/// How a load is named in the tables.
+pub(super) fn load_name(l: &Lag, r: &Results) -> String {
+    match l.load {
+        Load::Rate(rate) => format!(
+            "{} orders/s offered for {} s",
+            f1(rate),
+            l.duration.as_secs()
+        ),
+        Load::Saturation { clients } => format!(
+            "saturation: {clients} closed-loop clients for {} s",
+            r.settings.saturation_duration.as_secs()
+        ),
+    }
+}
+
 pub(super) fn render(out: &mut String, r: &Results) {
     let _ = writeln!(out, "## Projection lag\n");
     let _ = writeln!(
@@ -43,17 +58,7 @@ pub(super) fn render(out: &mut String, r: &Results) {
         "| Load | Window (s) | Orders | Achieved orders/s | POST p50 / p99 (ms) | To projectedAt p50 (p25-p75) | p99 | To first GET 200 p50 | p99 | Drain (ms) | Invocations / order | Receives / order |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for l in &r.lags {
-        let load = match l.load {
-            Load::Rate(rate) => format!(
-                "{} orders/s offered for {} s",
-                f1(rate),
-                l.duration.as_secs()
-            ),
-            Load::Saturation { clients } => format!(
-                "saturation: {clients} closed-loop clients for {} s",
-                r.settings.saturation_duration.as_secs()
-            ),
-        };
+        let load = load_name(l, r);
         let (invocations, receives) = mapping_dollars(l)
             .map(|(i, rc, _)| (f2(i), f2(rc)))
             .unwrap_or(("-".into(), "-".into()));
