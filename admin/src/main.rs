@@ -72,7 +72,7 @@ async fn store(aws: &aws_config::SdkConfig) -> Result<(OrderStore, DbConfig), Er
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Error> {
-    let aws = orders::aws::load(orders::aws::SdkBudget::OPERATOR).await;
+    let aws = orders::aws::load_with_default_credentials(orders::aws::SdkBudget::OPERATOR).await;
     match cli.command {
         Command::Migrate => {
             let (store, _) = store(&aws).await?;

@@ -3,6 +3,10 @@
 
 mod https;
 
+use aws_config::ecs::EcsCredentialsProvider;
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
+use aws_config::meta::credentials::CredentialsProviderChain;
+use aws_config::provider_config::ProviderConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
@@ -78,11 +82,42 @@ impl SdkBudget {
     }
 }
 
-/// The shared SDK configuration from the standard environment (region, credentials,
-/// `AWS_ENDPOINT_URL` for local stand-ins such as moto), with the function's bounds and one
-/// HTTPS client that every SDK client made from it shares (the root store parsed once).
+/// A function's SDK configuration from the standard environment (region, `AWS_ENDPOINT_URL`
+/// for local stand-ins such as moto), with the function's bounds and one HTTPS client that
+/// every SDK client made from it shares (the root store parsed once). Credentials come from
+/// [`function_credentials`] only.
 pub async fn load(budget: SdkBudget) -> SdkConfig {
+    let https = https::Https::default();
+    let container = ProviderConfig::without_region().with_http_client(https.shared());
+    loader(budget, https)
+        .credentials_provider(function_credentials(&container))
+        .load()
+        .await
+}
+
+/// An operator tool's SDK configuration: as [`load`], with the SDK's whole default credentials
+/// chain (profiles, SSO, web identity, instance metadata) for whoever runs it.
+pub async fn load_with_default_credentials(budget: SdkBudget) -> SdkConfig {
     loader(budget, https::Https::default()).load().await
+}
+
+/// Where a function's credentials come from: the variables Lambda sets
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), else a container
+/// credentials endpoint (`AWS_CONTAINER_CREDENTIALS_FULL_URI`), looked up only when asked.
+/// The SDK's default chain would also read profile files and, at init, build an STS client
+/// for web identity that no function uses (its endpoint rules, and the first build of the
+/// HTTPS connector).
+pub fn function_credentials(container: &ProviderConfig) -> CredentialsProviderChain {
+    CredentialsProviderChain::first_try(
+        "Environment",
+        EnvironmentVariableCredentialsProvider::new(),
+    )
+    .or_else(
+        "Container",
+        EcsCredentialsProvider::builder()
+            .configure(container)
+            .build(),
+    )
 }
 
 fn loader(budget: SdkBudget, https: https::Https) -> aws_config::ConfigLoader {
