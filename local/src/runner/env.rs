@@ -154,6 +154,36 @@ pub(super) fn function_env(
     (env, overridden)
 }
 
+/// The caller's credentials as Lambda hands a function its role's: in the three variables,
+/// resolved once through the SDK's whole default chain (`AWS_PROFILE`, SSO, ...), since the
+/// functions read those variables only (`orders::aws::function_credentials`). Temporary
+/// credentials last as long as the caller's session; restart the runner after it ends.
+pub(super) async fn caller_credentials(region: &str) -> Result<Vec<(String, String)>, String> {
+    use aws_credential_types::provider::ProvideCredentials;
+    let config = sdk_config(&AwsTarget::Real, region).await;
+    let provider = config
+        .credentials_provider()
+        .ok_or("--real-aws: the AWS SDK found no credentials provider")?;
+    let credentials = provider
+        .provide_credentials()
+        .await
+        .map_err(|e| format!("--real-aws: no AWS credentials for the functions: {e}"))?;
+    let mut env = vec![
+        (
+            "AWS_ACCESS_KEY_ID".to_string(),
+            credentials.access_key_id().to_string(),
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY".to_string(),
+            credentials.secret_access_key().to_string(),
+        ),
+    ];
+    if let Some(token) = credentials.session_token() {
+        env.push(("AWS_SESSION_TOKEN".to_string(), token.to_string()));
+    }
+    Ok(env)
+}
+
 pub(super) fn aws_credentials() -> (String, String) {
     (
         env_var("AWS_ACCESS_KEY_ID").unwrap_or_else(|| "test".into()),

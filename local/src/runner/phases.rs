@@ -363,6 +363,10 @@ pub(super) async fn start_functions(
     let mut specs = Vec::new();
     let mut environments = Vec::new();
     let mut overridden = std::collections::BTreeSet::new();
+    let caller_credentials = match context.aws_target {
+        AwsTarget::Real => Some(super::env::caller_credentials(context.region).await?),
+        _ => None,
+    };
     for (def, program) in to_run {
         environments.push(super::triggers::environments(options, def));
         let (mut env, from_caller) = function_env(
@@ -373,6 +377,11 @@ pub(super) async fn start_functions(
             &context.provisioned.secret_values,
             context.sessions.get(&def.binary),
         );
+        if let Some(credentials) = &caller_credentials {
+            env.retain(|(name, _)| !credentials.iter().any(|(k, _)| k == name));
+            env.retain(|(name, _)| name != "AWS_SESSION_TOKEN");
+            env.extend(credentials.iter().cloned());
+        }
         let per_environment = per_environment(options, def);
         if per_environment > 1 && !from_caller.iter().any(|v| v == vars::DB_POOL_SIZE) {
             // As scripts/managed-template: the pool defaults to the concurrency.
