@@ -168,21 +168,26 @@ pub(super) async fn caller_credentials(region: &str) -> Result<Vec<(String, Stri
         .provide_credentials()
         .await
         .map_err(|e| format!("--real-aws: no AWS credentials for the functions: {e}"))?;
+    let [key, secret, token] = CREDENTIAL_VARIABLES;
     let mut env = vec![
+        (key.to_string(), credentials.access_key_id().to_string()),
         (
-            "AWS_ACCESS_KEY_ID".to_string(),
-            credentials.access_key_id().to_string(),
-        ),
-        (
-            "AWS_SECRET_ACCESS_KEY".to_string(),
+            secret.to_string(),
             credentials.secret_access_key().to_string(),
         ),
     ];
-    if let Some(token) = credentials.session_token() {
-        env.push(("AWS_SESSION_TOKEN".to_string(), token.to_string()));
+    if let Some(session) = credentials.session_token() {
+        env.push((token.to_string(), session.to_string()));
     }
     Ok(env)
 }
+
+/// The variables Lambda hands a function its role's credentials in.
+pub(super) const CREDENTIAL_VARIABLES: [&str; 3] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
 
 pub(super) fn aws_credentials() -> (String, String) {
     (

@@ -378,8 +378,8 @@ pub(super) async fn start_functions(
             context.sessions.get(&def.binary),
         );
         if let Some(credentials) = &caller_credentials {
-            env.retain(|(name, _)| !credentials.iter().any(|(k, _)| k == name));
-            env.retain(|(name, _)| name != "AWS_SESSION_TOKEN");
+            // Replaces whatever the caller's variables held (a session token included).
+            env.retain(|(name, _)| !super::env::CREDENTIAL_VARIABLES.contains(&name.as_str()));
             env.extend(credentials.iter().cloned());
         }
         let per_environment = per_environment(options, def);
