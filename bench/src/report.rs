@@ -845,6 +845,8 @@ const LAMBDA_REQUEST: f64 = 0.20 / 1e6;
 const DYNAMO_WRU: f64 = 0.625 / 1e6;
 const DYNAMO_RRU: f64 = 0.125 / 1e6;
 const S3_PUT: f64 = 0.005 / 1000.0;
+/// A PUT to an S3 Express One Zone directory bucket (objects under 512 KB).
+const S3_EXPRESS_PUT: f64 = 0.001_13 / 1000.0;
 const SNS_PUBLISH: f64 = 0.50 / 1e6;
 const SQS_REQUEST: f64 = 0.40 / 1e6;
 const CLOUDWATCH_ALARM_MONTH: f64 = 0.10;
@@ -1089,8 +1091,8 @@ fn floor(out: &mut String, r: &Results, total_at: &dyn Fn(f64, f64) -> f64) {
         out,
         "Whatever the traffic, each order pays ${} of it: the receipt `PutObject`, the two \
          DynamoDB writes and one read, the SNS publish, the command's and the query's Lambda \
-         requests, and the message SNS sends to SQS. The event-source mapping adds $0.60 per \
-         batch (one updater invocation, one `DeleteMessageBatch`) and $0.40 per receive, per \
+         requests, and the message SNS sends to SQS. The event-source mapping adds ${} per \
+         batch (one updater invocation, one `DeleteMessageBatch`) and ${} per receive, per \
          million; so $8 needs about three or more records per batch and per receive. At a \
          moderate steady rate each long poll returns with the first message that arrives (five \
          pollers share the traffic), so a receive brings about one message with or without a \
@@ -1103,9 +1105,11 @@ fn floor(out: &mut String, r: &Results, total_at: &dyn Fn(f64, f64) -> f64) {
          durability for one zone's and need a directory bucket per zone, which moto does not \
          emulate; dropping the `byCustomer` index (${} less) drops the customer listing.\n",
         f2(fixed),
+        f2(per_million * (LAMBDA_REQUEST + SQS_REQUEST)),
+        f2(per_million * SQS_REQUEST),
         f2(full),
         met(full <= 8.0),
-        f2(per_million * (S3_PUT - 0.001_13 / 1000.0)),
+        f2(per_million * (S3_PUT - S3_EXPRESS_PUT)),
         f2(per_million * DYNAMO_WRU),
     );
 }
