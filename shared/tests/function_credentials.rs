@@ -2,7 +2,8 @@
 //! never from the profile files or the web identity token the SDK's default chain would try.
 //! One test in its own binary, because it changes the process environment.
 
-use aws_credential_types::provider::ProvideCredentials;
+use aws_config::SdkConfig;
+use aws_credential_types::provider::{self, ProvideCredentials};
 use orders::aws::{function_credentials, load, load_with_default_credentials, SdkBudget};
 
 const KEYS: [&str; 3] = [
@@ -10,6 +11,15 @@ const KEYS: [&str; 3] = [
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
 ];
+
+/// What a configuration's credentials provider answers.
+async fn credentials_of(config: &SdkConfig) -> provider::Result {
+    config
+        .credentials_provider()
+        .expect("a provider")
+        .provide_credentials()
+        .await
+}
 
 #[tokio::test]
 async fn functions_take_the_environment_and_never_profiles_or_web_identity() {
@@ -38,28 +48,17 @@ async fn functions_take_the_environment_and_never_profiles_or_web_identity() {
     let container = aws_config::provider_config::ProviderConfig::without_region();
     let refused = function_credentials(&container).provide_credentials().await;
     assert!(refused.is_err(), "{refused:?}");
-    let config = load(SdkBudget::QUERY).await;
-    let provider = config.credentials_provider().expect("a provider");
-    assert!(provider.provide_credentials().await.is_err());
+    assert!(credentials_of(&load(SdkBudget::QUERY).await).await.is_err());
     // An operator's tool does read the profile.
     let operator = load_with_default_credentials(SdkBudget::OPERATOR).await;
-    let from_profile = operator
-        .credentials_provider()
-        .expect("a provider")
-        .provide_credentials()
-        .await
-        .expect("the profile's keys");
+    let from_profile = credentials_of(&operator).await.expect("the profile's keys");
     assert_eq!(from_profile.access_key_id(), "FROMPROFILE");
 
     // What Lambda sets is what a function uses.
     std::env::set_var("AWS_ACCESS_KEY_ID", "FROMLAMBDA");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "secret");
     std::env::set_var("AWS_SESSION_TOKEN", "session");
-    let config = load(SdkBudget::QUERY).await;
-    let credentials = config
-        .credentials_provider()
-        .expect("a provider")
-        .provide_credentials()
+    let credentials = credentials_of(&load(SdkBudget::QUERY).await)
         .await
         .expect("the environment's keys");
     assert_eq!(credentials.access_key_id(), "FROMLAMBDA");
