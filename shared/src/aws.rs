@@ -1,7 +1,9 @@
 //! Loading the AWS SDK configuration once per process, with bounds on every call, and one
 //! HTTPS client for all of the process's SDK clients ([`https`]).
 
+mod connector;
 mod https;
+mod roots;
 
 use aws_config::ecs::EcsCredentialsProvider;
 use aws_config::environment::EnvironmentVariableCredentialsProvider;

@@ -2,11 +2,11 @@
 //!
 //! Left to itself, each SDK client (DynamoDB, S3, SNS) gets its own default HTTPS client, and
 //! each of those builds its TLS connector twice: once when the client is constructed (to load
-//! the root store at init), thrown away, and again on the client's first request. Every build
-//! turns the system's root certificates (read once per process) into a rustls root store
-//! again. This client is the SDK's default one (hyper 1, rustls with aws-lc, the proxy taken
-//! from the environment), built once per timeout setting and shared: the query's DynamoDB and
-//! S3 clients parse the roots once at init between them, and the first request none.
+//! the root store at init), thrown away, and again on the client's first request; every build
+//! turns the system's roots into a rustls root store again. This client builds one connector
+//! per timeout setting, when the first SDK client is constructed (init), and shares it: the
+//! query's DynamoDB and S3 clients use one TLS configuration, built once from roots read and
+//! decoded once ([`super::roots`]), and the first request finds the connector ready.
 
 use aws_smithy_async::rt::sleep::{default_async_sleep, SharedAsyncSleep};
 use aws_smithy_http_client::proxy::ProxyConfig;
@@ -73,13 +73,24 @@ impl Https {
     }
 }
 
-/// The connector the SDK's default HTTPS client builds (aws-smithy-runtime's
-/// `default_https_client`, behavior version 2025-08-07 and later).
+/// Our connector ([`super::connector`]) with the process's one TLS configuration; the SDK's
+/// default one (aws-smithy-runtime's `default_https_client`) when a proxy is configured in the
+/// environment, which ours does not support, or when no root certificate could be read.
 fn build(settings: &HttpConnectorSettings, sleep: Option<SharedAsyncSleep>) -> SharedHttpConnector {
+    let proxy = ProxyConfig::from_env();
+    if proxy.is_disabled() {
+        if let Some(tls) = super::roots::tls_config() {
+            return SharedHttpConnector::new(super::connector::Connector::new(
+                tls,
+                settings.connect_timeout(),
+                settings.read_timeout(),
+            ));
+        }
+    }
     let mut builder = ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::AwsLc));
     builder.set_connector_settings(Some(settings.clone()));
     builder.set_sleep_impl(sleep.or_else(default_async_sleep));
-    builder.set_proxy_config(Some(ProxyConfig::from_env()));
+    builder.set_proxy_config(Some(proxy));
     SharedHttpConnector::new(builder.build())
 }
 
