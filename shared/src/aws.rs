@@ -190,6 +190,13 @@ mod tests {
             .await
             .expect("the stub answers an empty item");
         assert_eq!(https.built(), 1, "the first request finds it built");
+        let ours = https.descriptions()[0].contains("orders::aws::Connector");
+        assert_eq!(
+            ours,
+            !super::https::proxy_configured(),
+            "our connector unless a proxy is configured: {:?}",
+            https.descriptions()
+        );
         server.join().expect("stub server");
     }
 

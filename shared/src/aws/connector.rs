@@ -30,7 +30,7 @@ use std::time::Duration;
 
 /// A pooled HTTP/1.1 client over TLS (or plain TCP for `http://` endpoints such as a local
 /// emulator).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Connector {
     client: Client<TimedConnect, SdkBody>,
     read_timeout: Option<Duration>,
@@ -57,6 +57,14 @@ impl Connector {
             client,
             read_timeout,
         }
+    }
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("orders::aws::Connector")
+            .field("read_timeout", &self.read_timeout)
+            .finish_non_exhaustive()
     }
 }
 

@@ -47,6 +47,15 @@ impl Https {
         self.connectors.read().map(|c| c.len()).unwrap_or_default()
     }
 
+    /// How each connector built so far describes itself (its `Debug`).
+    #[cfg(test)]
+    pub(crate) fn descriptions(&self) -> Vec<String> {
+        self.connectors
+            .read()
+            .map(|c| c.iter().map(|(_, c)| format!("{c:?}")).collect())
+            .unwrap_or_default()
+    }
+
     fn connector(
         &self,
         settings: &HttpConnectorSettings,
@@ -73,12 +82,28 @@ impl Https {
     }
 }
 
+/// The proxy variables the SDK's connector honours (`ProxyConfig::from_env`).
+const PROXY_VARIABLES: [&str; 6] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// True when the environment names a proxy.
+pub(crate) fn proxy_configured() -> bool {
+    PROXY_VARIABLES
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
+}
+
 /// Our connector ([`super::connector`]) with the process's one TLS configuration; the SDK's
 /// default one (aws-smithy-runtime's `default_https_client`) when a proxy is configured in the
 /// environment, which ours does not support, or when no root certificate could be read.
 fn build(settings: &HttpConnectorSettings, sleep: Option<SharedAsyncSleep>) -> SharedHttpConnector {
-    let proxy = ProxyConfig::from_env();
-    if proxy.is_disabled() {
+    if !proxy_configured() {
         if let Some(tls) = super::roots::tls_config() {
             return SharedHttpConnector::new(super::connector::Connector::new(
                 tls,
@@ -90,7 +115,7 @@ fn build(settings: &HttpConnectorSettings, sleep: Option<SharedAsyncSleep>) -> S
     let mut builder = ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::AwsLc));
     builder.set_connector_settings(Some(settings.clone()));
     builder.set_sleep_impl(sleep.or_else(default_async_sleep));
-    builder.set_proxy_config(Some(proxy));
+    builder.set_proxy_config(Some(ProxyConfig::from_env()));
     SharedHttpConnector::new(builder.build())
 }
 

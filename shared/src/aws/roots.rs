@@ -5,11 +5,11 @@
 //! `SSL_CERT_FILE` and `SSL_CERT_DIR` when either is set, else the bundle and directories
 //! `openssl-probe` finds (on Lambda's provided.al2023, `/etc/pki/tls/certs/ca-bundle.crt`).
 //! Each file is read once, however many links lead to it. What differs is the decoding: root
-//! certificates are public, so their PEM is decoded with the ordinary base64 decoder rather than
-//! `rustls-pki-types`' constant-time one, which spends about 26 instructions per byte of a
-//! 220 KB bundle and was most of the query function's init (BENCHMARKS.md, issue #19).
+//! certificates are public, so their PEM is decoded with a SIMD base64 decoder (`base64-simd`,
+//! which the SDK already links) rather than `rustls-pki-types`' constant-time one, which spends
+//! about 26 instructions per byte of a 220 KB bundle and was most of the query function's init
+//! (BENCHMARKS.md, issue #19).
 
-use base64::Engine;
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 use std::collections::HashSet;
@@ -141,26 +141,32 @@ fn first_visit(_seen: &mut HashSet<(u64, u64)>, _meta: &std::fs::Metadata) -> bo
 pub(crate) fn certificates(pem: &[u8]) -> Vec<CertificateDer<'static>> {
     const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
     const END: &[u8] = b"-----END CERTIFICATE-----";
+    let (begin, finish) = (
+        memchr::memmem::Finder::new(BEGIN),
+        memchr::memmem::Finder::new(END),
+    );
     let mut certs = Vec::new();
-    let mut body = Vec::new();
+    let mut body = Vec::with_capacity(4096);
     let mut rest = pem;
-    while let Some(start) = find(rest, BEGIN) {
+    while let Some(start) = begin.find(rest) {
         let after = &rest[start + BEGIN.len()..];
-        let Some(end) = find(after, END) else { break };
+        let Some(end) = finish.find(after) else {
+            break;
+        };
+        // The base64 text without its line breaks (and any blanks around a line).
         body.clear();
-        body.extend(after[..end].iter().filter(|b| !b.is_ascii_whitespace()));
-        if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(&body) {
+        let text = &after[..end];
+        let mut line_start = 0;
+        for line_end in memchr::memchr_iter(b'\n', text).chain([text.len()]) {
+            body.extend_from_slice(text[line_start..line_end].trim_ascii());
+            line_start = (line_end + 1).min(text.len());
+        }
+        if let Ok(der) = base64_simd::STANDARD.decode_to_vec(&body) {
             certs.push(CertificateDer::from(der));
         }
         rest = &after[end + END.len()..];
     }
     certs
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
 }
 
 #[cfg(test)]
