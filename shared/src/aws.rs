@@ -97,6 +97,36 @@ pub async fn load(budget: SdkBudget) -> SdkConfig {
         .await
 }
 
+/// The configuration of a function that calls no AWS service and only signs (IAM database
+/// tokens, the migrate function): the region from `AWS_REGION` (else `AWS_DEFAULT_REGION`), as
+/// Lambda sets it, and [`function_credentials`]. Unlike [`load`] it leaves out the SDK's
+/// configuration loader (profile files, the region and credential chains, the STS client), which
+/// such a function would otherwise link and run at init for nothing.
+#[cfg(feature = "postgres")]
+pub fn signing_config() -> SdkConfig {
+    let region = region_from(|name| std::env::var(name).ok());
+    let https = https::Https::default();
+    let container = ProviderConfig::without_region().with_http_client(https.shared());
+    SdkConfig::builder()
+        .region(region)
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(function_credentials(
+                &container,
+            )),
+        )
+        .behavior_version(BehaviorVersion::latest())
+        .build()
+}
+
+/// `AWS_REGION`, else `AWS_DEFAULT_REGION` (blank counts as unset).
+#[cfg(feature = "postgres")]
+fn region_from(var: impl Fn(&str) -> Option<String>) -> Option<aws_config::Region> {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .find_map(|name| var(name).filter(|v| !v.trim().is_empty()))
+        .map(aws_config::Region::new)
+}
+
 /// An operator tool's SDK configuration: as [`load`], with the SDK's whole default credentials
 /// chain (profiles, SSO, web identity, instance metadata) for whoever runs it.
 pub async fn load_with_default_credentials(budget: SdkBudget) -> SdkConfig {
@@ -198,6 +228,34 @@ mod tests {
             https.descriptions()
         );
         server.join().expect("stub server");
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn the_signing_region_is_lambdas_region_variable() {
+        fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        }
+        let region = |r: Option<aws_config::Region>| r.map(|r| r.to_string());
+        let both = [
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+        ];
+        assert_eq!(
+            region(super::region_from(vars(&both))),
+            Some("eu-west-1".into())
+        );
+        let fallback = [("AWS_REGION", " "), ("AWS_DEFAULT_REGION", "us-east-1")];
+        assert_eq!(
+            region(super::region_from(vars(&fallback))),
+            Some("us-east-1".into())
+        );
+        assert_eq!(region(super::region_from(vars(&[]))), None);
     }
 
     /// Function timeouts from template.yaml, and the SDK calls each makes one after another

@@ -349,7 +349,7 @@ fn time_left(deadline_ms: u64) -> Duration {
 async fn main() -> Result<(), Error> {
     orders::telemetry::init();
     let migrator = Postgres {
-        aws: orders::aws::load(orders::aws::SdkBudget::WRITE).await,
+        aws: orders::aws::signing_config(),
     };
     let responder = Https::new();
     let state = Arc::new((migrator, responder));

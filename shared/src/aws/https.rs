@@ -42,13 +42,13 @@ impl Https {
     }
 
     /// How many connectors were built (one per timeout setting in use).
-    #[cfg(test)]
+    #[cfg(all(test, feature = "dynamodb"))]
     pub(crate) fn built(&self) -> usize {
         self.connectors.read().map(|c| c.len()).unwrap_or_default()
     }
 
     /// How each connector built so far describes itself (its `Debug`).
-    #[cfg(test)]
+    #[cfg(all(test, feature = "dynamodb"))]
     pub(crate) fn descriptions(&self) -> Vec<String> {
         self.connectors
             .read()
