@@ -9,6 +9,7 @@ pub mod deployment;
 pub mod domain;
 pub mod metrics;
 pub mod problem;
+pub mod runtime;
 pub mod telemetry;
 
 #[cfg(feature = "aws")]

@@ -345,8 +345,13 @@ fn time_left(deadline_ms: u64) -> Duration {
     Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+/// On the runtime its environment calls for (`orders::runtime`): one thread unless it serves
+/// several requests at once.
+fn main() -> Result<(), Error> {
+    orders::runtime::run(serve())?
+}
+
+async fn serve() -> Result<(), Error> {
     orders::telemetry::init();
     let migrator = Postgres {
         aws: orders::aws::signing_config(),

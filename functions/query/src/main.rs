@@ -8,8 +8,13 @@ use orders::s3::ReceiptStore;
 use query::QueryApp;
 use std::sync::Arc;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+/// On the runtime its environment calls for (`orders::runtime`): one thread unless it serves
+/// several requests at once.
+fn main() -> Result<(), Error> {
+    orders::runtime::run(serve())?
+}
+
+async fn serve() -> Result<(), Error> {
     orders::telemetry::init();
     let config = QueryConfig::from_env()?;
     let aws = orders::aws::load(orders::aws::SdkBudget::QUERY).await;

@@ -10,8 +10,13 @@ use std::sync::Arc;
 use tracing::Instrument;
 use updater::Projector;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+/// On the runtime its environment calls for (`orders::runtime`): one thread unless it serves
+/// several requests at once.
+fn main() -> Result<(), Error> {
+    orders::runtime::run(serve())?
+}
+
+async fn serve() -> Result<(), Error> {
     orders::telemetry::init();
     let config = UpdaterConfig::from_env()?;
     let aws = orders::aws::load(orders::aws::SdkBudget::UPDATER).await;
