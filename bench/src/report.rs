@@ -407,7 +407,24 @@ fn findings(out: &mut String, r: &Results) {
              variables Lambda sets, else a container endpoint, and nothing else \
              (`orders::aws::function_credentials`): the SDK's default chain also built an STS \
              client for web identity at init (its endpoint rules parsed, its runtime plugins \
-             assembled) and read the profile files, for nothing.",
+             assembled) and read the profile files, for nothing. (4) The functions' HTTPS \
+             client is our own (`orders::aws`, hyper and rustls as the SDK's, with its timeouts \
+             and retry classification): the SDK's decodes the system's PEM bundle with \
+             `rustls-pki-types`' constant-time base64 decoder, about 26 instructions per byte of \
+             a 220 KB bundle, and takes no root store but PEM; ours reads the same files (the \
+             same variables and locations) in 16 KiB pieces, decodes each certificate with \
+             `base64-simd` into one reused buffer and builds the process's one TLS \
+             configuration from them. Counted with callgrind, the query's init fell from \
+             11.30 M to 3.64 M instructions (hello-world: 0.47 M), reading the roots from \
+             8.7 M to about 1 M. (5) A function runs on tokio's current-thread runtime unless \
+             it serves several requests at once (`orders::runtime`: \
+             `AWS_LAMBDA_MAX_CONCURRENCY` > 1 on Managed Instances), so no worker threads start \
+             at init for a single request (migrate's init 1.87 -> 1.58 ms against \
+             hello-world's 1.42 ms in 40 interleaved starts; hello-world keeps the usual \
+             `#[tokio::main]`). (6) The migrate function, which only signs IAM database \
+             tokens, takes its region and credentials without the SDK's configuration loader \
+             (`orders::aws::signing_config`), which it no longer links: 21,672 relative \
+             relocations instead of 25,120 and 266 page faults at init instead of 330.",
             f1(query.first_invoke.median),
             f1(warm_query),
             f1(init_of("command")),
@@ -419,24 +436,24 @@ fn findings(out: &mut String, r: &Results) {
                 .to_string()
         } else {
             format!(
-                "  What is left is ours only in part. Init still does work hello-world does not: \
-                 the SDK configuration and clients, and the SDK's root store (the system bundle \
-                 of about 140 roots, read and decoded once per process, and turned into a \
-                 rustls root store once since this round). The root store is the largest of \
-                 those: with one root certificate instead of the bundle (row \
-                 *{}*), the query's init is {} ms, {} of hello-world. Trusting only the few \
-                 Amazon Trust Services roots that AWS endpoints chain to, compiled into the \
-                 binary, would come close to that, at the price of trusting the roots of the \
-                 build rather than those of the Lambda image, which AWS keeps current, and of \
-                 breaking endpoints behind other CAs (TLS-inspecting proxies, emulators); not \
-                 done. Counted with callgrind (instructions, repeatable whatever the machine \
-                 does; the query's init against the bench's bundle, on 2026-12-02), reading \
-                 the roots is 71 % of the query's init instructions and the base64 decoding of \
-                 the PEM bundle alone 47 %: the SDK decodes it with `rustls-pki-types`' \
-                 constant-time decoder (about 26 instructions per byte of a 220 KB bundle), and \
-                 it takes a trust store only as PEM, so a faster decode of the same system \
-                 roots would mean replacing the SDK's HTTPS connector with one of our own: not \
-                 done. The cold penalty is the first TLS handshakes and connection set-ups, \
+                "  What is left is mostly the SDK's and the binaries' fixed cost. Init still \
+                 does work hello-world does not: the SDK configuration, and each SDK client \
+                 parses its endpoint partitions document when it is built (about 0.38 M \
+                 instructions per client, the query builds two); the root store is about 1 M \
+                 instructions (with one root certificate instead of the bundle, row *{}*, the \
+                 query's init is {} ms, {} of hello-world); and a 12 to 15 MB \
+                 position-independent binary is relocated at load (21,000 to 29,000 relative \
+                 relocations against hello-world's 3,152, about 100 more copy-on-write page \
+                 faults, each costly in this virtual machine). Levers measured, not pulled: a \
+                 binary linked without PIE has no relocations to apply (query init 4.07 -> \
+                 3.79 ms, page faults 477 -> 350, in an earlier round) but loses address-space \
+                 randomisation, a poor trade for a TLS stack in C parsing network input; \
+                 trusting only the few Amazon Trust Services roots, compiled in, would trust \
+                 the build's roots rather than those of the Lambda image, which AWS keeps \
+                 current, and break endpoints behind other CAs. Not yet tried: presigning the \
+                 receipt links with `aws-sigv4` (already linked for the database tokens) \
+                 instead of an S3 client, which would take the largest SDK crate out of the \
+                 query. The cold penalty is the first TLS handshakes and connection set-ups, \
                  which the first request needs anyway.",
                 QUERY_ONE_ROOT,
                 f1(init_of(QUERY_ONE_ROOT)),
