@@ -10,6 +10,9 @@ use crate::stats::Summary;
 use orders_local::runtime_api::Function;
 use std::time::{Duration, Instant};
 
+/// The pause before each timed start.
+pub const SETTLE: Duration = Duration::from_millis(150);
+
 /// Figures of one function.
 #[derive(Debug, Clone)]
 pub struct ColdStart {
@@ -87,8 +90,13 @@ pub async fn measure(
     }
     for run in 0..runs {
         progress(&format!("cold starts: round {}/{runs}", run + 1));
-        for (i, case) in cases.iter().enumerate() {
-            samples[i].push(one_cold_start(case, region, n).await?);
+        // Each round starts one case later, so that no function always follows the same one.
+        for i in (0..cases.len()).map(|k| (k + run) % cases.len()) {
+            // Quiet first: the previous start's first event leaves work behind (moto delivering
+            // a published event, connections closing, the stopped process exiting) that would
+            // otherwise share the two cores with this start's init.
+            tokio::time::sleep(SETTLE).await;
+            samples[i].push(one_cold_start(&cases[i], region, n).await?);
             n += 1;
         }
     }

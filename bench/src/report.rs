@@ -668,8 +668,10 @@ fn cold(out: &mut String, settings: &Settings, cold_starts: &[ColdStart], plain:
     let _ = writeln!(
         out,
         "{} fresh processes per function behind the Lambda Runtime API emulator \
-         (`orders_local::runtime_api`), interleaved across functions, after one untimed start \
-         each (binaries in the page cache). *Total* is process spawn to the first invocation's \
+         (`orders_local::runtime_api`), interleaved across functions (each round starting one \
+         function later, {} ms of quiet before each start, so that the previous start's \
+         leftover work, such as moto delivering a published event, does not share the cores \
+         with an init), after one untimed start each (binaries in the page cache). *Total* is process spawn to the first invocation's \
          response: init plus the first invocation's real work. Wired as deployed: PostgreSQL \
          over TLS (`DB_SSLMODE=verify-full`) with an IAM token signed for each connection \
          (`DB_AUTH=iam`, as `template.yaml` sets it; the local PostgreSQL trusts the user over TLS \
@@ -677,10 +679,11 @@ fn cold(out: &mut String, settings: &Settings, cold_starts: &[ColdStart], plain:
          plus the bench CA, so the SDK loads a full root store, and `SSL_CERT_DIR` a directory \
          linking to that bundle, as on Lambda's provided.al2023). First events: command places an \
          order (transaction, SNS publish, outbox update); query reads one order; updater \
-         projects a full batch of 10 new orders (10 conditional PutItem, 20 PutObject); relay \
+         projects a full batch of 10 new orders (10 conditional PutItem, 10 PutObject); relay \
          runs on its schedule (nothing due); migrate answers a CloudFormation Update (schema \
          current) with a PUT to the response URL. Peak RSS is `VmHWM` from `/proc`.\n",
-        settings.cold_runs
+        settings.cold_runs,
+        crate::cold_start::SETTLE.as_millis(),
     );
     let hello = cold_of("hello");
     let _ = writeln!(
