@@ -365,7 +365,7 @@ fn findings(out: &mut String, r: &Results) {
             out,
             "- **Cold start: init {}; spawn to first response missed, by the first event's \
              work.** Init (process start to ready for the first event: tokio, logging, \
-             configuration, `aws_config`, building the clients and the SDK's root store; no \
+             configuration, `aws_config`, building the clients and the root store; no \
              I/O) takes {} ms, {} of hello-world's {} ms. Spawn to first response is {} of \
              hello-world's {} ms, because the first event does real work over fresh \
              connections: a warm query invocation (one `GetItem`) alone takes {} ms, more than \
