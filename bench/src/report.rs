@@ -416,7 +416,7 @@ fn findings(out: &mut String, r: &Results) {
              `base64-simd` into one reused buffer and builds the process's one TLS \
              configuration from them. Counted with callgrind, the query's init fell from \
              11.30 M to 3.64 M instructions (hello-world: 0.47 M), reading the roots from \
-             8.7 M to about 1 M. (5) A function runs on tokio's current-thread runtime unless \
+             8.7 M to 1.4 M. (5) A function runs on tokio's current-thread runtime unless \
              it serves several requests at once (`orders::runtime`: \
              `AWS_LAMBDA_MAX_CONCURRENCY` > 1 on Managed Instances), so no worker threads start \
              at init for a single request (migrate's init 1.87 -> 1.58 ms against \
