@@ -57,6 +57,19 @@ async fn tls_server(answer: &'static [u8], connections: usize) -> u16 {
     port
 }
 
+/// A server that accepts TCP connections and never says anything.
+async fn silent_server() -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("port").port();
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            held.push(tcp);
+        }
+    });
+    (port, held)
+}
+
 #[tokio::test]
 async fn speaks_https_with_the_roots_it_is_given() {
     let port = tls_server(OK, 1).await;
@@ -91,15 +104,7 @@ async fn a_server_outside_the_roots_is_refused_as_a_retryable_io_error() {
 
 #[tokio::test]
 async fn a_handshake_that_never_comes_is_a_connect_timeout() {
-    // Accepts TCP connections and never says anything.
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("port").port();
-    let held = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((tcp, _)) = listener.accept().await {
-            held.push(tcp);
-        }
-    });
+    let (port, held) = silent_server().await;
     let connector = trusting_the_test_ca(Duration::from_millis(200), None);
     let error = connector
         .call(get(format!("https://localhost:{port}/")))
@@ -111,14 +116,7 @@ async fn a_handshake_that_never_comes_is_a_connect_timeout() {
 
 #[tokio::test]
 async fn a_response_that_never_comes_is_a_read_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("port").port();
-    let held = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((tcp, _)) = listener.accept().await {
-            held.push(tcp);
-        }
-    });
+    let (port, held) = silent_server().await;
     let connector = trusting_the_test_ca(Duration::from_secs(5), Some(Duration::from_millis(200)));
     let error = connector
         .call(get(format!("http://127.0.0.1:{port}/")))
