@@ -972,7 +972,7 @@ fn cost(out: &mut String, r: &Results) {
          | **Lambda total** | | **{}** |\n\
          | DynamoDB: 1 PutItem per order, item under 1 KB, plus the `byCustomer` GSI (projection ALL) | 2 WRU/order | {} |\n\
          | DynamoDB: 1 strongly consistent GetItem per read (under 4 KB) | 1 RRU/read | {} |\n\
-         | S3: 1 PutObject per order version (the HTML receipt, or the cancellation notice; the JSON is the view) | 1 request/order | {} |\n\
+         | S3: 1 PutObject per order version (the HTML receipt; a cancelled version adds the notice; the JSON is the view) | 1 request/order | {} |\n\
          | SNS: 1 Publish per order (under 64 KB); delivery to SQS is free | 1 request/order | {} |\n\
          | SQS: 1 send (by SNS), {} receives and {} delete-batches per order (plus the mapping's empty polls when idle) | {} requests/order | {} |\n\
          | **Total per million orders** (RDS, RDS Proxy and storage are hourly, not per order) | | **{}** |\n\n\

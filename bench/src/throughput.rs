@@ -72,21 +72,22 @@ impl RawWrites {
                     aws_sdk_dynamodb::error::DisplayErrorContext(e)
                 ))
             })?;
-        let doc = &p.projection.document;
-        self.s3
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&doc.key)
-            .content_type(doc.content_type)
-            .body(aws_sdk_s3::primitives::ByteStream::from(doc.body.clone()))
-            .send()
-            .await
-            .map_err(|e| {
-                BenchError::msg(format!(
-                    "PutObject: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(e)
-                ))
-            })?;
+        for doc in &p.projection.documents {
+            self.s3
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&doc.key)
+                .content_type(doc.content_type)
+                .body(aws_sdk_s3::primitives::ByteStream::from(doc.body.clone()))
+                .send()
+                .await
+                .map_err(|e| {
+                    BenchError::msg(format!(
+                        "PutObject: {}",
+                        aws_sdk_s3::error::DisplayErrorContext(e)
+                    ))
+                })?;
+        }
         Ok(())
     }
 

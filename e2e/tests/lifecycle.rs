@@ -181,16 +181,55 @@ async fn a_cancelled_order_gets_a_notice_and_links_to_its_documents() {
     );
     assert_eq!(sys.drain(2, Duration::from_secs(20)).await, 2);
 
-    let (status, view) = read_json(&sys.query.handle(get_order(&id)).await);
+    assert_cancelled_with_both_documents(&sys, &id).await;
+}
+
+/// SQS does not keep order: the cancellation can project first, and the creation event that
+/// arrives after it is stale. The receipt the view links to must exist all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancellation_projected_before_its_creation_still_leaves_both_documents() {
+    let sys = TestSystem::start(false).await;
+    let id = create(&sys, "cancel-first").await;
+    let (status, _) = read_json(
+        &sys.command
+            .handle(change_status(
+                &id,
+                r#"{"status":"CANCELLED","reason":"ordered twice"}"#,
+                &[],
+            ))
+            .await,
+    );
+    assert_eq!(status, 200);
+    let mut records = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while records.len() < 2 && std::time::Instant::now() < deadline {
+        records.extend(sys.receive(Duration::from_secs(1)).await);
+    }
+    assert_eq!(records.len(), 2, "both events delivered");
+    // Cancellation first, then the creation event (stale by then).
+    records.sort_by_key(|r| !r.body.as_deref().unwrap_or("").contains("OrderCancelled"));
+    for record in records {
+        assert!(sys
+            .project(vec![record])
+            .await
+            .batch_item_failures
+            .is_empty());
+    }
+    assert_cancelled_with_both_documents(&sys, &id).await;
+}
+
+/// The view shows the cancellation, both documents are stored, and its presigned links serve them.
+async fn assert_cancelled_with_both_documents(sys: &TestSystem, id: &str) {
+    let (status, view) = read_json(&sys.query.handle(get_order(id)).await);
     assert_eq!(status, 200);
     assert_eq!(view["status"], "CANCELLED");
     assert_eq!(
         view["cancellationKey"],
         format!("receipts/{id}/cancellation.html").as_str()
     );
-    // One object per version: the receipt (version 1) and the notice (version 2).
+    // The receipt (written by both versions, same bytes) and the notice (version 2 only).
     assert_eq!(
-        sys.receipt_keys(&id).await,
+        sys.receipt_keys(id).await,
         [
             format!("receipts/{id}/cancellation.html"),
             format!("receipts/{id}/receipt.html")

@@ -1,5 +1,5 @@
 //! Writing projections to the read side: the view to DynamoDB (never backwards in version),
-//! then its one document (receipt or cancellation notice) to S3. Used by the updater for live events and by `rebuild`.
+//! then its documents (the receipt, and once cancelled the notice) to S3. Used by the updater for live events and by `rebuild`.
 
 use crate::domain::view::Projection;
 use crate::dynamodb::{OrderViewStore, ViewStoreError, WriteOutcome};
@@ -54,17 +54,18 @@ impl ReadModel {
         Self { views, receipts }
     }
 
-    /// Writes the view unless a newer version is stored, then its document: one `PutObject`
-    /// per applied version. Writing the same version again is idempotent, so a projection
-    /// whose document write failed completes when it is retried.
+    /// Writes the view unless a newer version is stored, then its documents: one `PutObject`
+    /// per applied version (two for the cancelled one). Writing the same version again is
+    /// idempotent, so a projection whose document write failed completes when it is retried.
     pub async fn apply(&self, projection: &Projection) -> Result<ProjectionOutcome, ApplyError> {
         match self.views.put_if_not_older(&projection.view).await? {
             WriteOutcome::Stale => Ok(ProjectionOutcome::Stale),
             WriteOutcome::Applied => {
-                let doc = &projection.document;
-                self.receipts
-                    .put(&doc.key, doc.body.clone(), doc.content_type)
-                    .await?;
+                futures::future::try_join_all(projection.documents.iter().map(|doc| {
+                    self.receipts
+                        .put(&doc.key, doc.body.clone(), doc.content_type)
+                }))
+                .await?;
                 Ok(ProjectionOutcome::Applied)
             }
         }

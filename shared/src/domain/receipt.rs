@@ -1,8 +1,10 @@
-//! The one document stored beside each order version: the HTML receipt, or for the cancelled
-//! version the cancellation notice (which repeats the receipt). Keys are fixed per order and
-//! the content under each key is a pure function of the order that does not change between
+//! The documents stored beside each order version: the HTML receipt, and for the cancelled
+//! version also the cancellation notice (which repeats the receipt). Keys are fixed per order
+//! and the content under each key is a pure function of the order that does not change between
 //! the versions that write it, so every retry, rebuild or concurrent write stores the same
-//! bytes. Programs read the receipt's data from the view (`GET /orders/{id}`), not from S3.
+//! bytes, and whichever version lands last (events may arrive in any order) leaves every
+//! document its view links to. Programs read the receipt's data from the view
+//! (`GET /orders/{id}`), not from S3.
 
 use super::order::{Customer, Order, OrderId, OrderLine, OrderStatus};
 use serde::{Deserialize, Serialize};
@@ -52,21 +54,26 @@ impl Receipt {
     }
 }
 
-/// The one object an order version writes: the cancellation notice once the order is
-/// cancelled (a terminal status, so only one version writes it), otherwise the receipt.
-pub fn document(order: &Order) -> Document {
-    let receipt = Receipt::for_order(order);
+/// The objects an order version writes: the receipt, and once the order is cancelled (a
+/// terminal status, so only one version does) the cancellation notice too. The cancelled
+/// version writes the receipt as well because the earlier versions' events may arrive after
+/// it (and be skipped as stale) and a rebuild projects only the latest version.
+pub fn documents(order: &Order) -> Vec<Document> {
+    let receipt = Document {
+        key: receipt_key(order.id),
+        content_type: "text/html; charset=utf-8",
+        body: receipt_html(&Receipt::for_order(order)).into_bytes(),
+    };
     match cancellation_html(order) {
-        Some(html) => Document {
-            key: cancellation_key(order.id),
-            content_type: "text/html; charset=utf-8",
-            body: html.into_bytes(),
-        },
-        None => Document {
-            key: receipt_key(order.id),
-            content_type: "text/html; charset=utf-8",
-            body: receipt_html(&receipt).into_bytes(),
-        },
+        Some(html) => vec![
+            receipt,
+            Document {
+                key: cancellation_key(order.id),
+                content_type: "text/html; charset=utf-8",
+                body: html.into_bytes(),
+            },
+        ],
+        None => vec![receipt],
     }
 }
 
@@ -204,8 +211,8 @@ mod tests {
         let confirmed = order
             .with_status(OrderStatus::Confirmed, now_micros(), None)
             .unwrap();
-        assert_eq!(document(&order), document(&confirmed));
-        let doc = document(&order);
+        assert_eq!(documents(&order), documents(&confirmed));
+        let [doc] = <[Document; 1]>::try_from(documents(&order)).unwrap();
         assert_eq!(doc.key, receipt_key(order.id));
         assert_eq!(doc.content_type, "text/html; charset=utf-8");
         let html = String::from_utf8(doc.body).unwrap();
@@ -213,7 +220,7 @@ mod tests {
     }
 
     #[test]
-    fn the_cancelled_version_writes_only_the_notice_with_the_receipt_and_escapes_text() {
+    fn the_cancelled_version_writes_the_receipt_and_a_notice_that_repeats_it_and_escapes_text() {
         let mut order = sample_event().order;
         order.customer.name = "<script>alert(1)</script>".into();
         let cancelled = order
@@ -223,7 +230,8 @@ mod tests {
                 Some("too \"late\"".into()),
             )
             .unwrap();
-        let doc = document(&cancelled);
+        let [receipt, doc] = <[Document; 2]>::try_from(documents(&cancelled)).unwrap();
+        assert_eq!(receipt, documents(&order)[0], "the same receipt bytes");
         assert_eq!(doc.key, cancellation_key(order.id));
         let html = String::from_utf8(doc.body).unwrap();
         assert!(html.contains("too &quot;late&quot;"));

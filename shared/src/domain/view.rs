@@ -2,7 +2,7 @@
 
 use super::event::OrderEvent;
 use super::order::{Order, OrderStatus};
-use super::receipt::{cancellation_key, document, receipt_key, Document};
+use super::receipt::{cancellation_key, documents, receipt_key, Document};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -28,11 +28,11 @@ pub struct OrderView {
     pub projected_at: OffsetDateTime,
 }
 
-/// What projecting one event produces: the view to store and the one document beside it.
+/// What projecting one event produces: the view to store and the documents it links to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Projection {
     pub view: OrderView,
-    pub document: Document,
+    pub documents: Vec<Document>,
 }
 
 /// Builds the read model for an event from the snapshot it carries.
@@ -57,7 +57,7 @@ pub fn project_order(
     };
     Projection {
         view,
-        document: document(order),
+        documents: documents(order),
     }
 }
 
@@ -79,7 +79,8 @@ mod tests {
             format!("receipts/{}/receipt.html", event.order_id)
         );
         assert_eq!(p.view.cancellation_key, None);
-        assert_eq!(p.document.key, p.view.receipt_key);
+        let keys: Vec<_> = p.documents.iter().map(|d| d.key.as_str()).collect();
+        assert_eq!(keys, [p.view.receipt_key.as_str()]);
     }
 
     #[test]
@@ -121,6 +122,26 @@ mod tests {
         let event = sample_event();
         let a = project_event(&event, OffsetDateTime::now_utc());
         let b = project_event(&event, OffsetDateTime::UNIX_EPOCH);
-        assert_eq!(a.document, b.document);
+        assert_eq!(a.documents, b.documents);
+    }
+
+    #[test]
+    fn every_document_a_view_links_to_is_written_with_it() {
+        let order = sample_event().order;
+        let cancelled = order
+            .with_status(
+                OrderStatus::Cancelled,
+                crate::domain::order::now_micros(),
+                None,
+            )
+            .unwrap();
+        for order in [order, cancelled] {
+            let p = project_order(&order, Uuid::nil(), OffsetDateTime::UNIX_EPOCH);
+            let written: Vec<_> = p.documents.iter().map(|d| d.key.clone()).collect();
+            let linked: Vec<_> = std::iter::once(p.view.receipt_key.clone())
+                .chain(p.view.cancellation_key.clone())
+                .collect();
+            assert_eq!(written, linked, "{:?}", order.status);
+        }
     }
 }
